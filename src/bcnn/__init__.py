@@ -1,0 +1,3 @@
+"""bcnn: binary CNNs to bit-exact, fully pipelined FPGA accelerators."""
+
+__version__ = "0.1.0"
