@@ -215,6 +215,7 @@ def save(net: Net, path: str | os.PathLike) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **arrays)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -272,7 +273,7 @@ def load(path: str | os.PathLike) -> Net:
 
 
 def bundled_models_dir() -> Path:
-    return Path(__file__).parent / "models"
+    return Path(__file__).parent / "bundled"
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:

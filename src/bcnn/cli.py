@@ -1,0 +1,277 @@
+"""The ``bcnn`` command: one subcommand per stage, each reading and writing plain files.
+
+Every subcommand takes ``--json`` and then prints one JSON object as its last line. A ``BcnnError`` (bad
+input, missing tool) becomes a one-line message on stderr and exit status 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bcnn.errors import BcnnError
+
+DEFAULT_MODEL = "tiny"
+DEFAULT_DEVICE = "xc7vx690t"
+DEFAULT_CLOCK_MHZ = 90.0
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise BcnnError(f"expected a comma-separated list of integers, got {text!r}") from None
+
+
+def _sample_data() -> Path:
+    from bcnn.ir import bundled_models_dir
+
+    return bundled_models_dir() / "cifar10_test_300.npz"
+
+
+def _load_data(net, data: str | None, limit: int | None):
+    """Images (and labels when known) for ``net``: a path, or the bundled CIFAR-10 sample by default."""
+    from bcnn import data as bdata
+
+    ds = bdata.load(data or _sample_data(), split="test", limit=limit)
+    if tuple(ds.images.shape[1:]) != tuple(net.input_shape):
+        raise BcnnError(f"images are {ds.images.shape[1:]} (H, W, C) but the network expects {tuple(net.input_shape)}")
+    return ds
+
+
+def _load_net_any(model: str):
+    """A NET.bcnn path, a bundled model name, or a QONNX .onnx file (compiled on the fly)."""
+    from bcnn import ir
+
+    if str(model).endswith(".onnx"):
+        from bcnn.compile import compile_onnx
+
+        return compile_onnx(model)
+    return ir.load_net(model)
+
+
+def _layer_table(plan: dict) -> str:
+    rows = ["layer      PE   SIMD      cycles   share of II"]
+    for layer in plan["layers"]:
+        rows.append(f"{layer['name']:<9} {layer['pe']:>3} {layer['simd']:>6} {layer['cycles']:>11,} "
+                    f"{layer['cycles'] / plan['ii_cycles']:>10.0%}")
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+def cmd_compile(args) -> dict:
+    from bcnn import ir
+    from bcnn.compile import compile_onnx
+
+    t0 = time.time()
+    net = compile_onnx(args.model)
+    ir.save(net, args.output)
+    _log(f"compiled {args.model} -> {args.output}: {len(net.layers)} layers, "
+         f"{net.macs / 1e6:.2f} M MACs per image, input {net.input_bits}-bit integers")
+    return {"output": str(args.output), "layers": len(net.layers), "macs": net.macs,
+            "seconds": round(time.time() - t0, 3)}
+
+
+def cmd_infer(args) -> dict:
+    from bcnn.engine.reference import predict, run_reference
+
+    net = _load_net_any(args.net)
+    ds = _load_data(net, args.data, args.limit)
+    if args.engine != "reference":
+        raise BcnnError(f"engine {args.engine!r} is not available yet; use --engine reference")
+    t0 = time.time()
+    acc = run_reference(net, ds.images)
+    seconds = time.time() - t0
+    pred = predict(net, acc)
+    result = {"images": len(ds), "engine": args.engine, "images_per_s": round(len(ds) / max(seconds, 1e-9), 1)}
+    if ds.labels is not None:
+        result["accuracy"] = float((pred == ds.labels).mean())
+    if args.out:
+        np.savez(args.out, predictions=pred, accumulators=acc)
+        result["out"] = str(args.out)
+    _log(f"{len(ds)} images, {result['images_per_s']:.0f} images/s"
+         + (f", accuracy {result['accuracy']:.2%}" if "accuracy" in result else ""))
+    return result
+
+
+def cmd_plan(args) -> dict:
+    from bcnn.plan import make_plan, save_plan
+
+    net = _load_net_any(args.net)
+    plan = make_plan(net, device=args.device, clock_mhz=args.clock_mhz,
+                     pe=_int_list(args.pe), simd=_int_list(args.simd))
+    if args.output:
+        save_plan(plan, args.output)
+    _log(_layer_table(plan))
+    _log(f"II {plan['ii_cycles']:,} cycles, latency {plan['latency_cycles']:,} cycles, "
+         f"{plan['fps']:,.0f} images/s, {plan['tops']:.3f} TOPS at {plan['clock_mhz']} MHz")
+    return plan
+
+
+def cmd_generate(args) -> dict:
+    from bcnn import ir
+    from bcnn.plan import load_plan, make_plan
+    from bcnn.rtl.generate import generate
+
+    net = _load_net_any(args.net)
+    plan = load_plan(args.plan, net) if args.plan else make_plan(net)
+    manifest = generate(net, plan, args.output)
+    ir.save(net, Path(args.output) / "net.bcnn")  # simulate compares against this network
+    _log(f"wrote {args.output} ({manifest})")
+    return {"rtl_dir": str(args.output), "manifest": str(manifest), "ii_cycles": plan["ii_cycles"]}
+
+
+def cmd_simulate(args) -> dict:
+    from bcnn import ir
+    from bcnn.engine.reference import run_reference
+    from bcnn.sim import simulate
+
+    net = ir.load(Path(args.rtl_dir) / "net.bcnn")
+    ds = _load_data(net, args.data, args.limit)
+    expected = run_reference(net, ds.images)
+    result = simulate(args.rtl_dir, ds.images, expected=expected)
+    _log(f"{result['images']} images, {result['mismatches']} mismatches, II {result['ii_cycles']:,} cycles, "
+         f"latency {result['latency_cycles']:,} cycles, {result['cycles_per_s'] / 1e6:.2f} M cycles/s simulated")
+    return {k: v for k, v in result.items() if k != "outputs"}
+
+
+def cmd_synth(args) -> dict:
+    from bcnn.synth import synthesize
+
+    result = synthesize(args.rtl_dir, part=args.part)
+    _log(f"LUT {result['lut']:,}  FF {result['ff']:,}  BRAM36 {result['bram36']}  DSP {result['dsp']}")
+    return result
+
+
+def cmd_train(args) -> dict:
+    from bcnn.train import TrainConfig, train
+
+    cfg = TrainConfig(arch=args.arch, data=args.data, out_dir=args.out, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
+                      train_limit=args.train_limit, test_limit=args.test_limit,
+                      model_options=json.loads(args.options) if args.options else {},
+                      progress=not args.no_progress)
+    return train(cfg)
+
+
+def cmd_run(args) -> dict:
+    from bcnn.run import run_flow
+
+    return run_flow(model=args.model, device=args.device, clock_mhz=args.clock_mhz, images=args.images,
+                    data=args.data, out_dir=args.out, skip_synth=args.no_synth)
+
+
+# -------------------------------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bcnn", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("compile", cmd_compile, "compile a QONNX model (Brevitas export_qonnx) into the integer IR")
+    sp.add_argument("model", help="MODEL.onnx")
+    sp.add_argument("-o", "--output", required=True, help="NET.bcnn to write")
+
+    sp = add("infer", cmd_infer, "run a network on images with a CPU engine")
+    sp.add_argument("net", help="NET.bcnn, MODEL.onnx or a bundled model name (tiny)")
+    sp.add_argument("--data", help="class-folder tree, cifar-10-batches-py folder, or .npy/.npz of uint8 "
+                                   "images (N, H, W, C); default: the bundled CIFAR-10 sample")
+    sp.add_argument("--limit", type=int, help="first N images")
+    sp.add_argument("--engine", default="reference", choices=["reference", "fast"])
+    sp.add_argument("--out", help="RESULTS.npz with predictions and accumulators")
+
+    sp = add("plan", cmd_plan, "choose the folding (PE, SIMD) of every layer and predict cycles")
+    sp.add_argument("net")
+    sp.add_argument("--device", default=DEFAULT_DEVICE)
+    sp.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
+    sp.add_argument("--pe", help="comma-separated PE per layer (overrides the planner)")
+    sp.add_argument("--simd", help="comma-separated SIMD per layer (overrides the planner)")
+    sp.add_argument("-o", "--output", help="PLAN.json to write")
+
+    sp = add("generate", cmd_generate, "generate the streaming accelerator's Verilog")
+    sp.add_argument("net")
+    sp.add_argument("--plan", help="PLAN.json (default: plan with default settings)")
+    sp.add_argument("-o", "--output", required=True, help="RTL directory to write")
+
+    sp = add("simulate", cmd_simulate, "simulate the RTL with Verilator and compare with the reference engine")
+    sp.add_argument("rtl_dir")
+    sp.add_argument("--data", help="images (default: the bundled CIFAR-10 sample)")
+    sp.add_argument("--limit", type=int, default=20, help="first N images (default 20)")
+
+    sp = add("synth", cmd_synth, "estimate FPGA resources with Yosys synth_xilinx, per engine, cached")
+    sp.add_argument("rtl_dir")
+    sp.add_argument("--part", default=None, help="FPGA part (default: the plan's device)")
+
+    sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
+    sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")
+    sp.add_argument("--data", required=True, help="CIFAR-10 class-folder tree or cifar-10-batches-py folder")
+    sp.add_argument("--epochs", type=int, default=10)
+    sp.add_argument("--out", required=True, help="output folder (checkpoints, model.onnx, model.bcnn)")
+    sp.add_argument("--batch-size", type=int, default=100)
+    sp.add_argument("--lr", type=float, default=5e-3)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    sp.add_argument("--train-limit", type=int)
+    sp.add_argument("--test-limit", type=int)
+    sp.add_argument("--options", help="JSON dict of model options, e.g. '{\"channels\": [16, 32]}'")
+    sp.add_argument("--no-progress", action="store_true")
+
+    sp = add("run", cmd_run, "the main job: compile, plan, generate, simulate, synthesize and report")
+    sp.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, NET.bcnn or MODEL.onnx")
+    sp.add_argument("--device", default=DEFAULT_DEVICE)
+    sp.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
+    sp.add_argument("--images", type=int, default=100, help="images to simulate (default 100)")
+    sp.add_argument("--data", help="images (default: the bundled CIFAR-10 sample)")
+    sp.add_argument("--out", default="bcnn-out", help="output folder (default bcnn-out)")
+    sp.add_argument("--no-synth", action="store_true", help="skip the Yosys estimate")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except BcnnError as e:
+        print(f"bcnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bcnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=_json_default))
+    return 0
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

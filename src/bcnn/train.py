@@ -1,0 +1,213 @@
+"""Training a Brevitas BCNN on CIFAR-style data, resumable, and exporting the best epoch.
+
+Artifacts in ``out_dir``: ``checkpoint.pt`` (written atomically after every epoch; ``resume=True`` continues
+from it exactly), ``best.pt`` (float weights of the best epoch: keep out of git), ``model.onnx`` (QONNX
+export of the best epoch) and ``model.bcnn`` (the compiled integer IR), ``history.json``.
+
+Determinism: the shuffle and augmentation of epoch e draw from a generator seeded with (seed, e), so a run
+resumed after a kill reaches the same weights as an uninterrupted one. Runs under ``torchrun`` with
+DistributedDataParallel (gloo on CPU, nccl on GPUs): each rank takes every world_size-th batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bcnn import data as bdata
+from bcnn.errors import BcnnError
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    data: str
+    out_dir: str
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    resume: bool = False
+    train_limit: int | None = None  # first N training images (round-robin over classes)
+    test_limit: int | None = None
+    model_options: dict = field(default_factory=dict)
+    threads: int | None = None
+    progress: bool = True
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop with 4-pixel zero padding and horizontal flip, on a uint8 NHWC batch."""
+    n, h, w, _ = x.shape
+    padded = F.pad(x.permute(0, 3, 1, 2), (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (n,), generator=gen)
+    dx = torch.randint(0, 9, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, :, None]
+    cols = dx[:, None] + torch.arange(w)[None, :]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, :]
+    out = padded[torch.arange(n)[:, None, None], :, rows, cols]  # (n, h, w, c)
+    return out
+
+
+def to_float(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> pixel/255 NCHW, as ToTensor."""
+    return x_uint8_nhwc.permute(0, 3, 1, 2).float().div(255)
+
+
+def clip_latent_weights(model: torch.nn.Module) -> None:
+    """Keep the float weights behind binary quantizers in [-1, 1] (BinaryNet's rule)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "weight_quant") and getattr(m, "weight", None) is not None:
+                m.weight.clamp_(-1.0, 1.0)
+
+
+def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            out = model(to_float(torch.from_numpy(images[i:i + batch])))
+            correct += int((out.argmax(1).numpy() == labels[i:i + batch]).sum())
+    return correct / max(1, len(images))
+
+
+def _atomic_torch_save(obj: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, checkpoint every epoch, export and compile the best epoch; returns a summary dict."""
+    from bcnn.models import build_model
+
+    if cfg.epochs < 1:
+        raise BcnnError("--epochs must be at least 1")
+    rank, world = _distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_ds = bdata.load(cfg.data, split="train", limit=cfg.train_limit)
+    test_ds = bdata.load(cfg.data, split="test", limit=cfg.test_limit)
+    if train_ds.labels is None or test_ds.labels is None:
+        raise BcnnError(f"{cfg.data}: training needs labelled data (a class-folder tree or CIFAR-10 batches)")
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, **cfg.model_options)
+    if tuple(train_ds.images.shape[1:]) != tuple(getattr(model, "input_shape_hwc", train_ds.images.shape[1:])):
+        raise BcnnError(f"model {cfg.arch} expects images {model.input_shape_hwc} (H, W, C), "
+                        f"data has {train_ds.images.shape[1:]}")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    state = {"epoch": 0, "best_acc": -1.0, "history": []}
+    ckpt = out / "checkpoint.pt"
+    if cfg.resume and ckpt.is_file():
+        saved = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+    elif cfg.resume and rank == 0:
+        print(f"no checkpoint in {out}; starting from scratch")
+
+    images = torch.from_numpy(train_ds.images)
+    labels = torch.from_numpy(train_ds.labels)
+    for epoch in range(state["epoch"], cfg.epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
+        perm = torch.randperm(len(train_ds), generator=gen)
+        batches = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)][rank::world]
+        ddp.train()
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        bar = _bar(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
+        for idx in batches:
+            x = to_float(augment(images[idx], gen))
+            loss = F.cross_entropy(ddp(x), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            clip_latent_weights(model)
+            seen += len(idx)
+            loss_sum += float(loss) * len(idx)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.time() - t0):.0f}")
+        if bar is not None:
+            bar.close()
+        acc = evaluate(model, test_ds.images, test_ds.labels)
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(1, seen), "test_acc": acc,
+                  "seconds": time.time() - t0, "lr": sched.get_last_lr()[0]}
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        if rank == 0:
+            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  ({record['seconds']:.0f} s)",
+                  flush=True)
+            if acc > state["best_acc"]:
+                state["best_acc"] = acc
+                _atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1, "acc": acc}, out / "best.pt")
+            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
+
+    summary = {"arch": cfg.arch, "epochs": state["epoch"], "best_acc": state["best_acc"],
+               "history": state["history"], "out_dir": str(out)}
+    if rank == 0:
+        summary.update(export_best(cfg, model, out, train_ds.images.shape[1:]))
+        (out / "history.json").write_text(json.dumps(summary, indent=2))
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, hwc: tuple[int, ...]) -> dict:
+    """QONNX export and compile of the best epoch's weights."""
+    from bcnn import ir
+    from bcnn.compile import compile_onnx
+    from bcnn.models import export_onnx
+
+    best = torch.load(out / "best.pt", weights_only=False)
+    model.load_state_dict(best["model"])
+    model.eval()
+    onnx_path = out / "model.onnx"
+    export_onnx(model, onnx_path, (1, hwc[2], hwc[0], hwc[1]))
+    net = compile_onnx(onnx_path)
+    net.meta.update({"arch": cfg.arch, "epochs_trained": best["epoch"], "torch_test_acc": best["acc"],
+                     "seed": cfg.seed, "model_options": cfg.model_options})
+    ir.save(net, out / "model.bcnn")
+    return {"onnx": str(onnx_path), "bcnn": str(out / "model.bcnn")}
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
