@@ -133,3 +133,40 @@ def test_resource_mapping_and_families() -> None:
         ["xc7", "xc7", "xcup", "xcup", "xcu"]
     with pytest.raises(BcnnError, match="unknown FPGA part"):
         family_of("ep4ce22")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """A tiny random net, synthesized as planned by default and with layer 0 folded to PE = SIMD = 1."""
+    gen = pytest.importorskip("bcnn.rtl.generate")
+    from bcnn.plan import make_plan
+    from bcnn.randnet import random_net
+
+    base = tmp_path_factory.mktemp("gen")
+    net = random_net(np.random.default_rng(0))
+    wide = make_plan(net)
+    narrow = make_plan(net, pe=[1] + [la["pe"] for la in wide["layers"][1:]],
+                       simd=[1] + [la["simd"] for la in wide["layers"][1:]])
+    assert (wide["layers"][0]["pe"], wide["layers"][0]["simd"]) != (1, 1)
+    cache = base / "cache"
+    res_wide = synthesize(gen.generate(net, wide, base / "wide"), cache_dir=cache, jobs=2, progress=False)
+    res_narrow = synthesize(gen.generate(net, narrow, base / "narrow"), cache_dir=cache, jobs=2,
+                            progress=False)
+    return res_wide, res_narrow
+
+
+def test_generated_engines(generated: tuple[dict, dict]) -> None:
+    wide, _ = generated
+    assert len(wide["layers"]) == 4 and wide["part"] == "xc7vx690t" and wide["family"] == "xc7"
+    for row in wide["layers"]:
+        assert row["lut"] > 0 and row["ff"] > 0 and not row["cached"], row
+        assert row["other"] == {}, row  # every cell type Yosys produced is mapped to a resource
+    assert wide["lut"] == sum(row["lut"] for row in wide["layers"])
+
+
+def test_generated_parallelism_and_partial_cache(generated: tuple[dict, dict]) -> None:
+    wide, narrow = generated
+    # Only layer 0's engine changed, so only it is synthesized again, and with less parallelism it is smaller.
+    assert [row["cached"] for row in narrow["layers"]] == [False, True, True, True]
+    assert narrow["layers"][0]["lut"] < wide["layers"][0]["lut"]
+    assert [r["lut"] for r in narrow["layers"][1:]] == [r["lut"] for r in wide["layers"][1:]]

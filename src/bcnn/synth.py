@@ -24,7 +24,7 @@ from typing import Any
 from bcnn.errors import BcnnError
 from bcnn.tools import yosys
 
-CACHE_SCHEMA = 1  # bump when the mapping of cells to resources changes, to invalidate old entries
+CACHE_SCHEMA = 1  # bump when what a cache entry holds changes
 LOG_TAIL_LINES = 25
 MEM_SUFFIXES = (".mem", ".hex", ".dat")
 
@@ -42,7 +42,8 @@ BRAM36_WEIGHT: dict[str, float] = {
 DSP_CELLS = ("DSP48E1", "DSP48E2", "DSP48A1", "DSP48")
 CARRY_CELLS = ("CARRY4", "CARRY8")  # one carry cell per slice on either family
 # Cells that use no counted resource (routing muxes inside slices, constants).
-FREE_CELLS = ("MUXF7", "MUXF8", "MUXF9", "VCC", "GND", "INV", "BUFG")
+FREE_CELLS = ("MUXF7", "MUXF8", "MUXF9", "VCC", "GND", "BUFG", "$scopeinfo")  # $scopeinfo: flatten metadata
+LOGIC_LUT = re.compile(r"LUT[1-6](_2)?|INV")  # Vivado places an INV in a LUT1
 
 
 def family_of(part: str | None) -> str:
@@ -122,12 +123,17 @@ def read_manifest(rtl_dir: Path) -> dict[str, Any]:
 def mem_files(rtl_dir: Path, eng: dict[str, Any]) -> list[Path]:
     """The data files an engine reads with $readmem*, for the cache key.
 
-    String literals naming existing files (in its Verilog and its params) are taken. Where the name may be
-    computed (no literal resolves, a $readmem argument is an expression, or a literal looks like a
-    fragment such as "_w.mem"), every data file in the directory is hashed instead: a needless
-    re-synthesis is cheaper than a stale estimate. Unresolved whole names are taken to be parameter
-    defaults that instantiation overrides (read with -defer, they are never opened).
+    The engine's ``mem_files`` in the manifest, where given, is the answer. Otherwise string literals
+    naming existing files (in its Verilog and its params) are taken. Where a name may be computed (no
+    literal resolves, a $readmem argument is an expression, or a literal looks like a fragment such as
+    "_w.mem"), every data file in the directory is hashed instead: a needless re-synthesis is cheaper
+    than a stale estimate. Unresolved whole names are taken to be parameter defaults that instantiation
+    overrides (read with -defer, they are never opened).
     """
+    listed = eng.get("mem_files")
+    if isinstance(listed, list) and all(isinstance(m, str) for m in listed):
+        # A listed file that is missing is left out here; Yosys then fails on it with a clear message.
+        return sorted({(rtl_dir / m).resolve() for m in listed if (rtl_dir / m).is_file()})
     texts = [(rtl_dir / f).read_text(errors="replace") for f in eng["files"]]
     literals = [s for t in texts for s in re.findall(r'"([^"\\\n]+)"', t)]
     literals += _walk_strings(eng.get("params", {}))
@@ -173,13 +179,13 @@ def cache_key(rtl_dir: Path, eng: dict[str, Any], version: str, text: str) -> st
 def resources(cells: dict[str, int]) -> dict[str, Any]:
     """Xilinx resource classes from Yosys cell counts. ``lut`` counts logic and LUT-as-memory, as Vivado's
     'Slice LUTs' / 'CLB LUTs' does; the split is in ``lut_logic`` and ``lut_mem``."""
-    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6](_2)?", c))
+    lut_logic = sum(n for c, n in cells.items() if LOGIC_LUT.fullmatch(c))
     lut_mem = sum(n * LUTRAM_WEIGHT[c] for c, n in cells.items() if c in LUTRAM_WEIGHT)
     ff = sum(n for c, n in cells.items() if c.startswith("FD"))
     bram = sum(n * BRAM36_WEIGHT[c] for c, n in cells.items() if c in BRAM36_WEIGHT)
     known = set(LUTRAM_WEIGHT) | set(BRAM36_WEIGHT) | set(DSP_CELLS) | set(CARRY_CELLS) | set(FREE_CELLS)
     other = {c: n for c, n in cells.items()
-             if c not in known and not c.startswith("FD") and not re.fullmatch(r"LUT[1-6](_2)?", c)}
+             if c not in known and not c.startswith("FD") and not LOGIC_LUT.fullmatch(c)}
     return {
         "lut": lut_logic + lut_mem, "lut_logic": lut_logic, "lut_mem": lut_mem, "ff": ff,
         "bram36": bram, "dsp": sum(cells.get(c, 0) for c in DSP_CELLS),
@@ -226,9 +232,11 @@ def synth_engine(rtl_dir: Path, eng: dict[str, Any], family: str, cache_dir: Pat
     entry = cache_dir / f"{key}.json"
     if entry.is_file():
         try:
-            res = json.loads(entry.read_text())["resources"]
-            return {"name": name, **res, "cached": True, "seconds": time.monotonic() - t0}
-        except (json.JSONDecodeError, KeyError, OSError):
+            # Raw cells are cached and mapped on every read, so a change of the mapping needs no new key.
+            cells = {str(k): int(v) for k, v in json.loads(entry.read_text())["cells"].items()}
+            return {"name": name, **resources(cells), "cells": cells, "cached": True,
+                    "seconds": time.monotonic() - t0}
+        except (json.JSONDecodeError, KeyError, OSError, AttributeError, TypeError, ValueError):
             pass  # a damaged entry is re-synthesized and overwritten
     logs = cache_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -252,12 +260,11 @@ def synth_engine(rtl_dir: Path, eng: dict[str, Any], family: str, cache_dir: Pat
             cells = data["design"]["num_cells_by_type"]
         except (json.JSONDecodeError, KeyError) as e:
             raise BcnnError(f"engine {name!r}: unreadable Yosys stat output ({e}); log: {log}") from e
-    res = resources({k: int(v) for k, v in cells.items()})
-    res["cells"] = dict(sorted(cells.items()))
+    cells = {str(k): int(v) for k, v in sorted(cells.items())}
     seconds = time.monotonic() - t0
     _write_atomic(entry, {"key": key, "engine": name, "module": eng["module"], "family": family,
-                          "yosys": version, "seconds": seconds, "resources": res})
-    return {"name": name, **res, "cached": False, "seconds": seconds}
+                          "yosys": version, "seconds": seconds, "cells": cells})
+    return {"name": name, **resources(cells), "cells": cells, "cached": False, "seconds": seconds}
 
 
 def synthesize(rtl_dir: str | Path, part: str | None = None, cache_dir: Path | None = None,
@@ -276,7 +283,7 @@ def synthesize(rtl_dir: str | Path, part: str | None = None, cache_dir: Path | N
     if part is None:
         plan = man.get("plan") if isinstance(man.get("plan"), dict) else {}
         found = plan.get("part") or plan.get("device")
-        found = found.get("part") if isinstance(found, dict) else found
+        found = (found.get("part") or found.get("name")) if isinstance(found, dict) else found
         part = found if isinstance(found, str) else None
     family = family_of(part)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
