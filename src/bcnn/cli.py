@@ -91,13 +91,19 @@ def cmd_infer(args) -> dict:
 
     net = _load_net_any(args.net)
     ds = _load_data(net, args.data, args.limit)
-    if args.engine != "reference":
-        raise BcnnError(f"engine {args.engine!r} is not available yet; use --engine reference")
+    compile_s = None
+    if args.engine == "fast":
+        from bcnn.engine.fast import FastEngine, warmup
+
+        compile_s = warmup()  # reported apart from the images/s: first run compiles, later ones load a cache
+        engine = FastEngine(net)
     t0 = time.time()
-    acc = run_reference(net, ds.images)
+    acc = engine.run(ds.images) if args.engine == "fast" else run_reference(net, ds.images)
     seconds = time.time() - t0
     pred = predict(net, acc)
     result = {"images": len(ds), "engine": args.engine, "images_per_s": round(len(ds) / max(seconds, 1e-9), 1)}
+    if compile_s is not None:
+        result["compile_seconds"] = round(compile_s, 3)
     if ds.labels is not None:
         result["accuracy"] = float((pred == ds.labels).mean())
     if args.out:
@@ -105,6 +111,44 @@ def cmd_infer(args) -> dict:
         result["out"] = str(args.out)
     _log(f"{len(ds)} images, {result['images_per_s']:.0f} images/s"
          + (f", accuracy {result['accuracy']:.2%}" if "accuracy" in result else ""))
+    return result
+
+
+def cmd_bench(args) -> dict:
+    from bcnn import bench
+
+    if str(args.net).startswith("random:"):
+        net = bench.topology_net(str(args.net).split(":", 1)[1])
+    else:
+        net = _load_net_any(args.net)
+    fpga = None
+    if args.plan or args.sim:  # the plan's clock and predicted cycles; measured RTL cycles override them
+        fpga = {}
+        for path in (args.plan, args.sim):
+            if path:
+                try:
+                    data = json.loads(Path(path).read_text())
+                except (OSError, ValueError) as e:
+                    raise BcnnError(f"{path}: cannot read JSON ({e})") from None
+                fpga.update({k: data[k] for k in ("ii_cycles", "latency_cycles", "clock_mhz") if k in data})
+        fpga.setdefault("clock_mhz", args.clock_mhz)
+        if "ii_cycles" not in fpga or "latency_cycles" not in fpga:
+            raise BcnnError("--plan/--sim must give ii_cycles and latency_cycles")
+    elif "fpga" in args.backends.split(","):
+        try:
+            from bcnn.plan import make_plan
+
+            plan = make_plan(net, clock_mhz=args.clock_mhz)
+            fpga = {k: plan[k] for k in ("ii_cycles", "latency_cycles", "clock_mhz")}
+            _log(f"fpga: planned II {fpga['ii_cycles']:,} cycles at {fpga['clock_mhz']} MHz (predicted, not measured)")
+        except (ImportError, BcnnError, KeyError) as e:
+            _log(f"fpga: no plan ({e}); skipping the FPGA rows")
+    result = bench.run_bench(net, batches=_int_list(args.batch), backends=args.backends.split(","),
+                             repeats=args.repeats, fpga=fpga, threads=args.threads,
+                             min_seconds=args.min_seconds, log=_log)
+    _log(bench.format_table(result))
+    if args.plot:
+        result["plot"] = str(bench.plot(result, args.plot, title=f"{args.net}: images/s against batch size"))
     return result
 
 
@@ -196,8 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="class-folder tree, cifar-10-batches-py folder, or .npy/.npz of uint8 "
                                    "images (N, H, W, C); default: the bundled CIFAR-10 sample")
     sp.add_argument("--limit", type=int, help="first N images")
-    sp.add_argument("--engine", default="reference", choices=["reference", "fast"])
+    sp.add_argument("--engine", default="fast", choices=["fast", "reference"],
+                    help="fast: packed XNOR-popcount kernels (default); reference: the plain numpy definition")
     sp.add_argument("--out", help="RESULTS.npz with predictions and accumulators")
+
+    sp = add("bench", cmd_bench, "images/s and latency per batch size: fast engine, reference, PyTorch, FPGA")
+    sp.add_argument("net", help="NET.bcnn, MODEL.onnx, a bundled model, or random:cnv / random:binarynet")
+    sp.add_argument("--batch", default="1,4,16,64,256", help="comma-separated batch sizes")
+    sp.add_argument("--backends", default="fast,reference,torch,torch-cuda,fpga",
+                    help="comma-separated subset of fast,reference,torch,torch-cuda,fpga")
+    sp.add_argument("--repeats", type=int, default=5, help="timed calls per point (median)")
+    sp.add_argument("--min-seconds", type=float, default=0.5, help="keep timing a point at least this long")
+    sp.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    sp.add_argument("--plan", help="PLAN.json: FPGA clock and cycles (default: plan with default settings)")
+    sp.add_argument("--sim", help="JSON of `bcnn simulate --json`: measured II and latency override the plan's")
+    sp.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
+    sp.add_argument("--plot", help="PNG to write (images/s against batch, log axes)")
 
     sp = add("plan", cmd_plan, "choose the folding (PE, SIMD) of every layer and predict cycles")
     sp.add_argument("net")

@@ -1,0 +1,355 @@
+"""The fast engine: packed XNOR-popcount kernels compiled with numba, bit-exact with the reference engine.
+
+Layout. Every binary bit map is kept as uint64 words along the channel axis of the HWC map,
+``(N, H + 2·pad, W + 2·pad, ceil(C / 64))``: channel ``c`` is bit ``c % 64`` of word ``c // 64``. The
+spatial border holds the next layer's ``pad_bit`` in every real channel, so the kernels never test for
+borders. The unused high bits of the last word are 0 in both activations and weights, and the kernels count
+*mismatches* ``d = popcount(x XOR w)``: padding bits never mismatch, so no correction is needed, and
+``acc = N − 2·d`` with N = K·K·C.
+
+Thresholds. ``acc ≥ t`` is ``d ≤ ⌊(N − t) / 2⌋`` and ``acc ≤ t`` is ``d ≥ ⌈(N − t) / 2⌉``; both become one
+comparison ``(v ≤ lim[c]) XOR inv[c]`` on the kernel's integer ``v`` (``d``, or ``acc`` for layer 0), followed
+by OR/AND pooling over the bits and packing into the next layer's words.
+
+Kernels. One task is (image, pooled output row), so threads split the batch and the rows of one image alike.
+The inner loop runs over output channels with the weights transposed to (K·K·words, C_out): LLVM vectorizes
+it to VPXORQ + VPOPCNTQ + VPADDQ on AVX-512 VPOPCNTDQ CPUs (POPCNT elsewhere). Layer 0 adds or subtracts
+the integer pixels from ``input_lut`` in the narrowest exact integer type (int16 for 8-bit inputs and small
+kernels), over the flattened image so its loops are long although it has only a few channels.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from bcnn.engine.reference import map_input
+from bcnn.errors import BcnnError
+from bcnn.ir import Layer, Net
+
+
+def _ensure_cache_dir() -> None:
+    """numba caches next to this file; if the package is installed read-only, cache somewhere writable.
+
+    numba falls back to a user-wide directory by itself, but that can be unwritable too (no HOME in a
+    container). Setting numba.config.CACHE_DIR before the kernels are decorated is what takes effect.
+    """
+    if numba.config.CACHE_DIR or os.access(Path(__file__).parent, os.W_OK):
+        return
+    for cand in (Path.home() / ".cache" / "numba", Path(tempfile.gettempdir()) / f"bcnn-numba-{os.getuid()}"):
+        try:
+            cand.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(cand, os.W_OK):
+            numba.config.CACHE_DIR = str(cand)
+            return
+
+
+_ensure_cache_dir()
+
+
+WORD = 64
+
+
+@intrinsic
+def _popcount(typingctx, x):
+    """llvm.ctpop.i64: one (V)POPCNT instruction. Typed int64 so sums stay integer (uint64 + int64 is float64)."""
+    if not isinstance(x, types.Integer) or x.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.int64(x), codegen
+
+
+# -------------------------------------------------------------------------------------------------- kernels
+
+@njit(cache=True, fastmath=False)
+def _pool_words(packed, and_mask, out_bits, n, y, opad, pool, wp_stride, base):
+    """Pool packed words: OR for most channels, AND where and_mask has the channel's bit (same bit position).
+
+    packed[j, base + r·wp_stride + x] is conv row r (of this pooled row), column x, word j.
+    """
+    words = packed.shape[0]
+    owo = out_bits.shape[2] - 2 * opad
+    for j in range(words):
+        m = and_mask[j]
+        src = packed[j]
+        for px in range(owo):
+            o = np.uint64(0)
+            x_and = ~np.uint64(0)
+            for r in range(pool):
+                row = base + r * wp_stride + px * pool
+                for s in range(pool):
+                    w = src[row + s]
+                    o |= w
+                    x_and &= w
+            out_bits[n, opad + y, opad + px, j] = (o & ~m) | (x_and & m)
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def _binary_layer(x, wt, kernel, oh, ow, pool, lim, inv, and_mask, out_bits, out_acc, fan_in, opad, last):
+    """x: (N, Hp, Wp, words) uint64, padded; wt: (K·K·words, C_out) uint64; d = popcount(x XOR w)."""
+    n_img, words = x.shape[0], x.shape[3]
+    c_out = wt.shape[1]
+    out_words = and_mask.shape[0]
+    oho = oh // pool
+    for task in prange(n_img * oho):
+        n = task // oho
+        py = task - n * oho
+        a = np.empty(c_out, np.int64)
+        packed = np.zeros((out_words, pool * ow), np.uint64)
+        for r in range(pool):
+            oy = py * pool + r
+            for ox in range(ow):
+                a[:] = 0
+                row = 0
+                for kh in range(kernel):
+                    for kw in range(kernel):
+                        for j in range(words):
+                            xv = x[n, oy + kh, ox + kw, j]
+                            w = wt[row]
+                            for c in range(c_out):
+                                a[c] += _popcount(xv ^ w[c])
+                            row += 1
+                if last:
+                    for c in range(c_out):
+                        out_acc[n, oy, ox, c] = fan_in - 2 * a[c]
+                    continue
+                # threshold and pack 64 channels to a word (a vectorizable OR-reduction)
+                for j in range(out_words):
+                    word = np.uint64(0)
+                    for b in range(min(WORD, c_out - WORD * j)):
+                        c = WORD * j + b
+                        word |= np.uint64((a[c] <= lim[c]) != inv[c]) << np.uint64(b)
+                    packed[j, r * ow + ox] = word
+        if not last:
+            _pool_words(packed, and_mask, out_bits, n, py, opad, pool, ow, 0)
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def _int_layer(xf, wpos, kernel, oh, ow, pool, rows, lim, inv, and_mask, out_bits, out_acc, opad, last):
+    """Layer 0 on integers, one task per (image, block of ``rows`` output rows).
+
+    xf: (N, C, Hp·Wp + K) the padded image per channel, flattened row-major (K zeros of slack at the end);
+    wpos: (C_out, K·K·C) bool, True = +1, in (kh, kw, c) order. In the flattened image the window offset
+    (kh, kw) is a constant shift, so each (output channel, tap) is one long add or subtract over the rows of
+    the block: long loops vectorize well even where C is 3 (columns ow..Wp-1 are computed and ignored).
+    """
+    n_img, ch = xf.shape[0], xf.shape[1]
+    wp = ow + kernel - 1
+    c_out = wpos.shape[0]
+    out_words = and_mask.shape[0]
+    blocks = (oh + rows - 1) // rows
+    for task in prange(n_img * blocks):
+        n = task // blocks
+        y0 = (task - n * blocks) * rows
+        y1 = min(oh, y0 + rows)
+        length = (y1 - y0) * wp
+        packed = np.zeros((out_words, length), np.uint64)
+        # acc = 2·(sum over +1 taps) − total = total − 2·(sum over −1 taps): the window total is shared by all
+        # channels, so each channel adds only its rarer sign, at most half of the taps
+        total = np.zeros(length, xf.dtype)
+        for kh in range(kernel):
+            for kw in range(kernel):
+                start = (y0 + kh) * wp + kw
+                for j in range(ch):
+                    src = xf[n, j, start:start + length]
+                    for i in range(length):
+                        total[i] += src[i]
+        taps = kernel * kernel * ch
+        a = np.empty(length, xf.dtype)
+        for c in range(c_out):
+            a[:] = 0
+            plus = 2 * np.sum(wpos[c]) <= taps
+            tap = 0
+            for kh in range(kernel):
+                for kw in range(kernel):
+                    start = (y0 + kh) * wp + kw
+                    for j in range(ch):
+                        if wpos[c, tap] == plus:
+                            src = xf[n, j, start:start + length]
+                            for i in range(length):
+                                a[i] += src[i]
+                        tap += 1
+            if plus:
+                for i in range(length):
+                    a[i] = 2 * a[i] - total[i]
+            else:
+                for i in range(length):
+                    a[i] = total[i] - 2 * a[i]
+            if last:
+                for oy in range(y0, y1):
+                    for ox in range(ow):
+                        out_acc[n, oy, ox, c] = a[(oy - y0) * wp + ox]
+                continue
+            # threshold this channel everywhere and set its bit in the packed words
+            t, flip = lim[c], inv[c]
+            shift = np.uint64(c % WORD)
+            dst = packed[c // WORD]
+            for i in range(length):
+                dst[i] |= np.uint64((a[i] <= t) != flip) << shift
+        if not last:
+            for py in range(y0 // pool, y1 // pool):
+                _pool_words(packed, and_mask, out_bits, n, py, opad, pool, wp, (py * pool - y0) * wp)
+
+
+# ------------------------------------------------------------------------------------------- preparation
+
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    """bool (..., C) -> uint64 (..., ceil(C/64)); channel c is bit c % 64 of word c // 64, unused bits 0."""
+    c = bits.shape[-1]
+    words = -(-c // WORD)
+    padded = np.zeros((*bits.shape[:-1], words * WORD), dtype=bool)
+    padded[..., :c] = bits
+    packed = np.packbits(padded, axis=-1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
+
+
+def _pad_words(channels: int, pad_bit: int) -> np.ndarray:
+    """The words of one border pixel: pad_bit in every real channel, 0 in the unused bits."""
+    return pack_bits(np.full(channels, bool(pad_bit)))
+
+
+class _Prepared:
+    """One layer's kernel operands, built once per network."""
+
+    def __init__(self, layer: Layer, index: int, next_pad: int, next_pad_bit: int, net_lut: np.ndarray):
+        self.layer = layer
+        self.first = index == 0
+        self.last = layer.is_last
+        self.kernel, self.pad, self.pool = layer.kernel, layer.pad, layer.pool
+        self.oh, self.ow = layer.conv_shape
+        self.c_out = layer.out_ch
+        self.fan_in = layer.fan_in
+        w = layer.weights.reshape(layer.out_ch, layer.kernel, layer.kernel, layer.in_ch)
+        if self.first:
+            self.w = np.ascontiguousarray(w.reshape(layer.out_ch, -1))
+            # |2·partial sum| bound: the narrowest integer type that is exact for the kernel's sums
+            big = 2 * int(np.abs(net_lut).max()) * layer.fan_in
+            self.int_dtype = np.int16 if big < 2**15 else np.int32 if big < 2**31 else np.int64
+            # rows per task: a multiple of the pool, and about 256 accumulators per channel so loops are long
+            wp = self.ow + self.kernel - 1
+            self.rows = self.pool * max(1, -(-256 // (wp * self.pool)))
+        else:
+            self.w = np.ascontiguousarray(pack_bits(w).reshape(layer.out_ch, -1).T)
+        n = layer.fan_in
+        if self.last:
+            self.lim = np.zeros(self.c_out, np.int64)
+            self.inv = np.zeros(self.c_out, bool)
+        else:
+            t = layer.thresholds.astype(np.int64)
+            ge = layer.ge.astype(bool)
+            if self.first:  # v = acc: acc >= t is not(acc <= t-1)
+                self.lim = np.where(ge, t - 1, t)
+                self.inv = ge.copy()
+            else:  # v = d: acc >= t is d <= floor((N-t)/2); acc <= t is not(d <= ceil((N-t)/2) - 1)
+                self.lim = np.where(ge, (n - t) // 2, -((t - n) // 2) - 1)
+                self.inv = ~ge
+            self.lim = np.ascontiguousarray(self.lim, dtype=np.int64)
+            self.inv = np.ascontiguousarray(self.inv, dtype=bool)
+        self.next_pad = next_pad
+        self.next_pad_bit = next_pad_bit
+        oh, ow, _ = layer.out_shape
+        self.out_hw = (oh + 2 * next_pad, ow + 2 * next_pad)
+        self.out_words = -(-self.c_out // WORD)
+        # channels pooled with AND, as bits of the packed words (pooling runs on whole words)
+        self.and_mask = pack_bits(np.zeros(self.c_out, bool) if self.last else layer.pool_and.astype(bool))
+        self.border = _pad_words(self.c_out, next_pad_bit)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if self.last:
+            out_acc = np.empty((n, self.oh, self.ow, self.c_out), np.int64)
+            out_bits = np.empty((0, 0, 0, 0), np.uint64)
+        else:
+            out_acc = np.empty((0, 0, 0, 0), np.int64)
+            out_bits = np.empty((n, *self.out_hw, self.out_words), np.uint64)
+            p = self.next_pad
+            if p:  # only the border needs the pad bits; the kernel writes the interior
+                out_bits[:, :p] = self.border
+                out_bits[:, -p:] = self.border
+                out_bits[:, :, :p] = self.border
+                out_bits[:, :, -p:] = self.border
+        if self.first:
+            _int_layer(x, self.w, self.kernel, self.oh, self.ow, self.pool, self.rows, self.lim, self.inv,
+                       self.and_mask, out_bits, out_acc, self.next_pad, self.last)
+        else:
+            _binary_layer(x, self.w, self.kernel, self.oh, self.ow, self.pool, self.lim, self.inv, self.and_mask,
+                          out_bits, out_acc, self.fan_in, self.next_pad, self.last)
+        return out_acc if self.last else out_bits
+
+
+class FastEngine:
+    """A network prepared for the fast kernels (weights packed once); ``run`` is safe to call repeatedly."""
+
+    def __init__(self, net: Net):
+        net.validate()
+        self.net = net
+        layers = net.layers
+        self.layers = []
+        for i, layer in enumerate(layers):
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            self.layers.append(_Prepared(layer, i, nxt.pad if nxt else 0, nxt.pad_bit if nxt else 0,
+                                         net.input_lut))
+
+    def run(self, images: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Last-layer accumulators, int64 (N, n_outputs), for uint8 images (N, H, W, C)."""
+        x = map_input(self.net, images)  # validates dtype and shape
+        n = x.shape[0]
+        if n == 0:
+            return np.zeros((0, self.net.n_outputs), np.int64)
+        first = self.layers[0]
+        p = first.pad
+        x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
+        # (N, C, Hp·Wp) plus K zeros of slack: the layout _int_layer reads
+        x = x.transpose(0, 3, 1, 2).reshape(n, x.shape[3], -1)
+        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (0, first.kernel))), dtype=first.int_dtype)
+        old = numba.get_num_threads()
+        if threads is not None:
+            if threads < 1:
+                raise BcnnError(f"threads must be >= 1, got {threads}")
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            for prep in self.layers:
+                x = prep.run(x)
+        finally:
+            numba.set_num_threads(old)
+        return x.reshape(n, -1)
+
+
+def run_fast(net: Net, images: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """The last layer's integer accumulators, int64 (N, n_outputs), identical to ``run_reference``.
+
+    ``threads``: numba threads (default: all, NUMBA_NUM_THREADS). For repeated calls on one network build a
+    ``FastEngine`` once instead: this packs the weights on every call.
+    """
+    return FastEngine(net).run(images, threads=threads)
+
+
+def warmup() -> float:
+    """Compile (or load from the on-disk cache) every kernel; returns the seconds it took.
+
+    The first run after installing compiles for about half a minute; later runs load the cache in well under
+    a second.
+    """
+    from bcnn.randnet import ConvSpec, random_images, random_net
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    # covers both kernels in both output modes: layer 0 -> bits, binary -> bits, binary -> accumulators,
+    # and layer 0 -> accumulators (a one-layer network)
+    nets = [random_net(rng, (4, 4, 2), convs=[ConvSpec(3, kernel=1, pad=1, pool=2)], fcs=[2]),
+            random_net(rng, (2, 2, 1), convs=[], fcs=[2])]
+    for net in nets:
+        run_fast(net, random_images(rng, net, 1))
+    return time.perf_counter() - t0

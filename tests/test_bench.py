@@ -1,0 +1,71 @@
+"""The benchmark: rows per backend and batch, FPGA arithmetic, torch model exactness, plot, and `bcnn bench`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bcnn import bench
+from bcnn.cli import main
+from bcnn.engine.reference import run_reference
+from bcnn.randnet import ConvSpec, random_images, random_net
+
+
+def small_net():
+    return random_net(np.random.default_rng(1), (8, 8, 3), convs=[ConvSpec(70, pad=1), ConvSpec(65, pool=2)],
+                      fcs=[33, 10])
+
+
+def test_fpga_rows():
+    rows = bench.fpga_rows({"ii_cycles": 1000, "latency_cycles": 5000, "clock_mhz": 100.0}, [1, 4])
+    assert [r["images_per_s"] for r in rows] == [100_000.0, 100_000.0]
+    assert rows[0]["latency_ms"] == pytest.approx(0.05) and rows[1]["latency_ms"] == pytest.approx(0.08)
+
+
+def test_torch_model_is_exact():
+    torch = pytest.importorskip("torch")
+    net = small_net()
+    net.layers[1].pad_bit = 1
+    x = random_images(np.random.default_rng(2), net, 5)
+    with torch.inference_mode():
+        out = bench.torch_model(net)(torch.from_numpy(x)).round().long().numpy()
+    assert np.array_equal(out, run_reference(net, x))
+
+
+def test_run_bench_rows_and_plot(tmp_path):
+    pytest.importorskip("torch")
+    result = bench.run_bench(small_net(), batches=(1, 3), backends=("fast", "reference", "torch"), repeats=1,
+                             min_seconds=0, reference_max_batch=1,
+                             fpga={"ii_cycles": 100, "latency_cycles": 300, "clock_mhz": 50.0})
+    got = {(r["backend"], r["batch"]) for r in result["results"]}
+    assert got == {("fast", 1), ("fast", 3), ("reference", 1), ("torch", 1), ("torch", 3), ("fpga", 1), ("fpga", 3)}
+    assert all(r["images_per_s"] > 0 and r["latency_ms"] > 0 for r in result["results"])
+    png = bench.plot(result, tmp_path / "p.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_bench_json(tmp_path, capsys):
+    from bcnn import ir
+
+    ir.save(small_net(), tmp_path / "n.bcnn")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"ii_cycles": 1000, "latency_cycles": 4000, "clock_mhz": 100.0}))
+    rc = main(["bench", str(tmp_path / "n.bcnn"), "--batch", "1,2", "--backends", "fast,fpga", "--repeats", "1",
+               "--min-seconds", "0", "--plan", str(plan), "--plot", str(tmp_path / "b.png"), "--json"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {r["backend"] for r in result["results"]} == {"fast", "fpga"}
+    assert (tmp_path / "b.png").is_file()
+
+
+def test_cli_infer_fast_default(tmp_path, capsys):
+    from bcnn import ir
+
+    net = random_net(np.random.default_rng(0), (32, 32, 3), convs=[ConvSpec(8, pool=2)], fcs=[10])
+    ir.save(net, tmp_path / "n.bcnn")
+    assert main(["infer", str(tmp_path / "n.bcnn"), "--limit", "20", "--out", str(tmp_path / "r.npz"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["engine"] == "fast" and "compile_seconds" in result
+    assert main(["infer", str(tmp_path / "n.bcnn"), "--limit", "20", "--engine", "reference",
+                 "--out", str(tmp_path / "q.npz")]) == 0
+    assert np.array_equal(np.load(tmp_path / "r.npz")["accumulators"], np.load(tmp_path / "q.npz")["accumulators"])
