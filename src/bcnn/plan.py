@@ -97,7 +97,7 @@ def make_plan(net: Net, device: str = "xc7vx690t", clock_mhz: float = 100.0,
 
 def _complete(net: Net, device: str, clock_mhz: float, pes: list[int], simds: list[int]) -> dict:
     layers = []
-    for layer, p, s in zip(net.layers, pes, simds, strict=True):
+    for i, (layer, p, s) in enumerate(zip(net.layers, pes, simds, strict=True)):
         oh, ow = layer.conv_shape
         nf, sf = layer.out_ch // p, layer.fan_in // s
         h, w, c = layer.in_shape
@@ -110,7 +110,8 @@ def _complete(net: Net, device: str, clock_mhz: float, pes: list[int], simds: li
             "cycles": oh * ow * nf * sf,
             "macs": layer.macs,
             "weight_bits": layer.out_ch * layer.fan_in,
-            "buffer_bits": 2 * h * w * c * (net.input_bits if not layers else 1),
+            # two frames of the layer's input; layer 0 stores its mapped integers
+            "buffer_bits": 2 * h * w * c * (net.input_bits if i == 0 else 1),
         })
     h, w, _ = net.input_shape
     ii = max([la["cycles"] for la in layers] + [h * w, net.n_outputs])

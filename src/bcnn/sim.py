@@ -75,7 +75,8 @@ def build(rtl_dir: str | os.PathLike, build_dir: str | os.PathLike | None = None
     for name in m["files"]:
         h.update(name.encode() + b"\0" + (rtl_dir / name).read_bytes() + b"\0")
     h.update(HARNESS.read_bytes())
-    h.update(json.dumps([defines, OPT]).encode())
+    exe, env = verilator()
+    h.update(json.dumps([defines, OPT, exe]).encode())
     key = h.hexdigest()[:20]
     root = Path(build_dir) if build_dir is not None else default_build_root()
     final = root / key
@@ -83,7 +84,6 @@ def build(rtl_dir: str | os.PathLike, build_dir: str | os.PathLike | None = None
         return final / exe_name, 0.0
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    exe, env = verilator()
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{key}.tmp"))
     try:
         cflags = " ".join(f"-D{k}={v}" for k, v in defines.items())
