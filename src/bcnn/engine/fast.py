@@ -74,21 +74,20 @@ def _popcount(typingctx, x):
 # -------------------------------------------------------------------------------------------------- kernels
 
 @njit(cache=True, fastmath=False)
-def _pool_words(packed, and_mask, out_bits, n, y, opad, pool, wp_stride, base):
+def _pool_words(packed, and_mask, out_bits, n, y, opad, pool, stride, base, px0, px1):
     """Pool packed words: OR for most channels, AND where and_mask has the channel's bit (same bit position).
 
-    packed[j, base + r·wp_stride + x] is conv row r (of this pooled row), column x, word j.
+    packed[j, base + r·stride + (px − px0)·pool + s] is word j of conv row r, column px·pool + s.
     """
     words = packed.shape[0]
-    owo = out_bits.shape[2] - 2 * opad
     for j in range(words):
         m = and_mask[j]
         src = packed[j]
-        for px in range(owo):
+        for px in range(px0, px1):
             o = np.uint64(0)
             x_and = ~np.uint64(0)
             for r in range(pool):
-                row = base + r * wp_stride + px * pool
+                row = base + r * stride + (px - px0) * pool
                 for s in range(pool):
                     w = src[row + s]
                     o |= w
@@ -96,44 +95,88 @@ def _pool_words(packed, and_mask, out_bits, n, y, opad, pool, wp_stride, base):
             out_bits[n, opad + y, opad + px, j] = (o & ~m) | (x_and & m)
 
 
+CHANNEL_BLOCK = 128  # output channels per pass: 4 pixels x 128 int64 accumulators stay in L1
+
+
 @njit(parallel=True, cache=True, fastmath=False)
-def _binary_layer(x, wt, kernel, oh, ow, pool, lim, inv, and_mask, out_bits, out_acc, fan_in, opad, last):
-    """x: (N, Hp, Wp, words) uint64, padded; wt: (K·K·words, C_out) uint64; d = popcount(x XOR w)."""
+def _binary_layer(x, wt, kernel, oh, ow, pool, cols, lim, inv, and_mask, out_bits, out_acc, fan_in, opad, last):
+    """x: (N, Hp, Wp, words) uint64, padded; wt: (K·K·words, C_out) uint64; d = popcount(x XOR w).
+
+    One task is (image, pooled row, block of ``cols`` conv columns, a multiple of the pool). Within it, four
+    output pixels share each weight load (the inner loop is over 128 output channels, vectorized), which
+    quarters the weight traffic from L2; a group of fewer than four pixels takes the one-pixel loop.
+    """
     n_img, words = x.shape[0], x.shape[3]
     c_out = wt.shape[1]
     out_words = and_mask.shape[0]
     oho = oh // pool
-    for task in prange(n_img * oho):
-        n = task // oho
-        py = task - n * oho
-        a = np.empty(c_out, np.int64)
-        packed = np.zeros((out_words, pool * ow), np.uint64)
+    blocks = (ow + cols - 1) // cols
+    for task in prange(n_img * oho * blocks):
+        n = task // (oho * blocks)
+        rest = task - n * oho * blocks
+        py = rest // blocks
+        x0 = (rest - py * blocks) * cols
+        x1 = min(ow, x0 + cols)
+        width = x1 - x0
+        acc = np.empty((pool, width, c_out), np.int64)
+        s = np.empty((4, CHANNEL_BLOCK + 8), np.int64)  # +8: rows not 1 KiB apart (L1 set conflicts)
         for r in range(pool):
             oy = py * pool + r
-            for ox in range(ow):
-                a[:] = 0
-                row = 0
-                for kh in range(kernel):
-                    for kw in range(kernel):
-                        for j in range(words):
-                            xv = x[n, oy + kh, ox + kw, j]
-                            w = wt[row]
-                            for c in range(c_out):
-                                a[c] += _popcount(xv ^ w[c])
-                            row += 1
-                if last:
+            for g in range(x0, x1, 4):
+                if x1 - g >= 4:
+                    for c0 in range(0, c_out, CHANNEL_BLOCK):
+                        m = min(c_out, c0 + CHANNEL_BLOCK) - c0
+                        s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+                        s[:, :m] = 0
+                        row = 0
+                        for kh in range(kernel):
+                            for kw in range(kernel):
+                                for j in range(words):
+                                    xa = x[n, oy + kh, g + kw, j]
+                                    xb = x[n, oy + kh, g + kw + 1, j]
+                                    xc = x[n, oy + kh, g + kw + 2, j]
+                                    xd = x[n, oy + kh, g + kw + 3, j]
+                                    w = wt[row, c0:c0 + m]
+                                    for c in range(m):
+                                        wc = w[c]
+                                        s0[c] += _popcount(xa ^ wc)
+                                        s1[c] += _popcount(xb ^ wc)
+                                        s2[c] += _popcount(xc ^ wc)
+                                        s3[c] += _popcount(xd ^ wc)
+                                    row += 1
+                        for q in range(4):
+                            acc[r, g - x0 + q, c0:c0 + m] = s[q, :m]
+                else:
+                    for p in range(g, x1):
+                        a = acc[r, p - x0]
+                        a[:] = 0
+                        row = 0
+                        for kh in range(kernel):
+                            for kw in range(kernel):
+                                for j in range(words):
+                                    xv = x[n, oy + kh, p + kw, j]
+                                    w = wt[row]
+                                    for c in range(c_out):
+                                        a[c] += _popcount(xv ^ w[c])
+                                    row += 1
+        if last:
+            for r in range(pool):
+                for i in range(width):
                     for c in range(c_out):
-                        out_acc[n, oy, ox, c] = fan_in - 2 * a[c]
-                    continue
-                # threshold and pack 64 channels to a word (a vectorizable OR-reduction)
+                        out_acc[n, py * pool + r, x0 + i, c] = fan_in - 2 * acc[r, i, c]
+            continue
+        # threshold and pack 64 channels to a word (a vectorizable OR-reduction), then pool whole words
+        packed = np.empty((out_words, pool * width), np.uint64)
+        for r in range(pool):
+            for i in range(width):
+                a = acc[r, i]
                 for j in range(out_words):
                     word = np.uint64(0)
                     for b in range(min(WORD, c_out - WORD * j)):
                         c = WORD * j + b
                         word |= np.uint64((a[c] <= lim[c]) != inv[c]) << np.uint64(b)
-                    packed[j, r * ow + ox] = word
-        if not last:
-            _pool_words(packed, and_mask, out_bits, n, py, opad, pool, ow, 0)
+                    packed[j, r * width + i] = word
+        _pool_words(packed, and_mask, out_bits, n, py, opad, pool, width, 0, x0 // pool, x1 // pool)
 
 
 @njit(parallel=True, cache=True, fastmath=False)
@@ -168,19 +211,37 @@ def _int_layer(xf, wpos, kernel, oh, ow, pool, rows, lim, inv, and_mask, out_bit
                         total[i] += src[i]
         taps = kernel * kernel * ch
         a = np.empty(length, xf.dtype)
+        src_ch = np.empty(taps, np.int64)
+        src_at = np.empty(taps, np.int64)
         for c in range(c_out):
-            a[:] = 0
             plus = 2 * np.sum(wpos[c]) <= taps
+            k = 0
             tap = 0
             for kh in range(kernel):
                 for kw in range(kernel):
-                    start = (y0 + kh) * wp + kw
                     for j in range(ch):
                         if wpos[c, tap] == plus:
-                            src = xf[n, j, start:start + length]
-                            for i in range(length):
-                                a[i] += src[i]
+                            src_ch[k] = j
+                            src_at[k] = (y0 + kh) * wp + kw
+                            k += 1
                         tap += 1
+            # four taps per pass over the accumulators: a quarter of their loads and stores
+            a[:] = 0
+            xn = xf[n]
+            q = 0
+            while q + 4 <= k:
+                s0 = xn[src_ch[q], src_at[q]:src_at[q] + length]
+                s1 = xn[src_ch[q + 1], src_at[q + 1]:src_at[q + 1] + length]
+                s2 = xn[src_ch[q + 2], src_at[q + 2]:src_at[q + 2] + length]
+                s3 = xn[src_ch[q + 3], src_at[q + 3]:src_at[q + 3] + length]
+                for i in range(length):
+                    a[i] += s0[i] + s1[i] + s2[i] + s3[i]
+                q += 4
+            while q < k:
+                s0 = xn[src_ch[q], src_at[q]:src_at[q] + length]
+                for i in range(length):
+                    a[i] += s0[i]
+                q += 1
             if plus:
                 for i in range(length):
                     a[i] = 2 * a[i] - total[i]
@@ -200,7 +261,8 @@ def _int_layer(xf, wpos, kernel, oh, ow, pool, rows, lim, inv, and_mask, out_bit
                 dst[i] |= np.uint64((a[i] <= t) != flip) << shift
         if not last:
             for py in range(y0 // pool, y1 // pool):
-                _pool_words(packed, and_mask, out_bits, n, py, opad, pool, wp, (py * pool - y0) * wp)
+                _pool_words(packed, and_mask, out_bits, n, py, opad, pool, wp, (py * pool - y0) * wp, 0,
+                            ow // pool)
 
 
 # ------------------------------------------------------------------------------------------- preparation
@@ -265,6 +327,9 @@ class _Prepared:
         # channels pooled with AND, as bits of the packed words (pooling runs on whole words)
         self.and_mask = pack_bits(np.zeros(self.c_out, bool) if self.last else layer.pool_and.astype(bool))
         self.border = _pad_words(self.c_out, next_pad_bit)
+        # conv columns per task: a multiple of the pool and of the 4-pixel groups, small enough that one image
+        # still gives both threads work
+        self.cols = self.pool * 4 * max(1, 16 // (4 * self.pool))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -283,9 +348,17 @@ class _Prepared:
         if self.first:
             _int_layer(x, self.w, self.kernel, self.oh, self.ow, self.pool, self.rows, self.lim, self.inv,
                        self.and_mask, out_bits, out_acc, self.next_pad, self.last)
+        elif self.oh == self.ow == 1 and self.next_pad == 0:
+            # a fully connected layer is a 1x1 convolution over a 1 x N "image" of flattened inputs: the kernel
+            # then shares weight loads across four images and splits the batch into column blocks
+            flat = x.reshape(1, 1, n, -1)
+            _binary_layer(flat, self.w, 1, 1, n, 1, 16, self.lim, self.inv, self.and_mask,
+                          out_bits.reshape(1, 1, n, -1) if out_bits.size else out_bits,
+                          out_acc.reshape(1, 1, n, -1) if out_acc.size else out_acc,
+                          self.fan_in, 0, self.last)
         else:
-            _binary_layer(x, self.w, self.kernel, self.oh, self.ow, self.pool, self.lim, self.inv, self.and_mask,
-                          out_bits, out_acc, self.fan_in, self.next_pad, self.last)
+            _binary_layer(x, self.w, self.kernel, self.oh, self.ow, self.pool, self.cols, self.lim, self.inv,
+                          self.and_mask, out_bits, out_acc, self.fan_in, self.next_pad, self.last)
         return out_acc if self.last else out_bits
 
 
