@@ -8,6 +8,7 @@ and ``bcnn.engine.reference`` on the uint8 images -- and so must the argmax.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -33,8 +34,10 @@ CONFIGS = {
     # 12x12, two padded convs pooling before BN and after the sign, two hidden FCs, +1 padding
     "12x12_two_fc": dict(input_size=12, channels=(6, 10), padding=True, pool=["pre", "post"], fc=(7, 5),
                          head="tensornorm", pad_value=1.0),
-    # 8x8, valid convolutions, no pooling, FC straight after a 4x4 map, no output affine
-    "valid_no_pool": dict(channels=(5, 7), padding=False, pool=None, fc=(), head=None),
+    # 8x8, valid convolutions, no pooling, FC straight after a 4x4 map, no output affine,
+    # per-channel input normalization (Sub and Div by (1, C, 1, 1) constants) folded into input_lut
+    "valid_no_pool": dict(channels=(5, 7), padding=False, pool=None, fc=(), head=None,
+                          input_norm=((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))),
     # 12x12, pooling before BN in both layers (OR/AND pooling), 2x-1 input affine off
     "12x12_pre_pre": dict(input_size=12, channels=(7, 6), padding=[True, False], pool="pre", fc=(10,),
                           head="bn", input_affine=False),
@@ -109,6 +112,7 @@ def test_bit_exact_three_ways(tmp_path, name):
 def test_structure_and_pool_modes(tmp_path):
     """Layer shapes, padding bits and OR/AND pooling come out as the topology says."""
     rng = np.random.default_rng(5)
+    torch.manual_seed(0)
     model = build_model("tiny", **CONFIGS["pad_post_pre"])
     randomize_batchnorm(model, rng, negative=0.5)
     net = compile_onnx(_export(tmp_path, model, 8, batch=1))
@@ -127,6 +131,7 @@ def test_structure_and_pool_modes(tmp_path):
 def test_torchscript_export_compiles_identically(tmp_path):
     """Brevitas' TorchScript path (dynamo=False: Constant nodes, Transpose+MatMul) gives the same IR."""
     rng = np.random.default_rng(7)
+    torch.manual_seed(0)
     model = build_model("tiny", **CONFIGS["12x12_two_fc"])
     randomize_batchnorm(model, rng)
     a = compile_onnx(_export(tmp_path, model, 12, batch=1, name="d.onnx"))
@@ -142,6 +147,7 @@ def test_torchscript_export_compiles_identically(tmp_path):
 def test_constant_channel_thresholds(tmp_path):
     """A zero batch-norm scale gives a constant bit, encoded with an out-of-range threshold."""
     rng = np.random.default_rng(3)
+    torch.manual_seed(0)
     model = build_model("tiny", **CONFIGS["valid_no_pool"])
     randomize_batchnorm(model, rng)
     bn = [m for m in model.features if isinstance(m, nn.BatchNorm2d)][1]
@@ -157,6 +163,21 @@ def test_constant_channel_thresholds(tmp_path):
     bits = run_layers(net, images)[1]
     assert bits[..., 0].all() and not bits[..., 1].any()
     np.testing.assert_array_equal(last_layer_accumulators(model, _to_float(images)), run_reference(net, images))
+
+
+@pytest.mark.skipif(not os.environ.get("BCNN_SLOW_TESTS"), reason="about 10 s; set BCNN_SLOW_TESTS=1")
+def test_cnv_compiles_bit_exact(tmp_path):
+    """FINN's CNV-W1A1 topology (valid convolutions, pooling after the sign, TensorNorm head)."""
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    model = build_model("cnv")
+    images = _images(rng, 32, 2)
+    x = _to_float(images)
+    randomize_batchnorm(model, rng, calibrate=x)
+    net = compile_onnx(_export(tmp_path, model, 32, batch=1))
+    assert [layer.out_ch for layer in net.layers] == [64, 64, 128, 128, 256, 256, 512, 512, 10]
+    assert [layer.pool for layer in net.layers] == [1, 2, 1, 2, 1, 1, 1, 1, 1]
+    np.testing.assert_array_equal(last_layer_accumulators(model, x), run_reference(net, images))
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -33,6 +33,8 @@ from bcnn.ir import Layer, Net
 _QONNX_DOMAIN = "qonnx.custom_op.general"
 _PASS_THROUGH = ("Identity", "Dropout")
 _AFFINE = ("Mul", "Add", "Sub", "Div")
+_PHASE = {"input": "before the input quantizer", "int": "after the input quantizer",
+          "acc": "after a layer's accumulators", "bits": "after a 1-bit activation"}
 
 
 def _where(node: onnx.NodeProto) -> str:
@@ -247,7 +249,7 @@ class _Compiler:
         if op in _AFFINE:
             handler = self._op_affine
         if handler is None:
-            raise _fail(node, f"unsupported operation in phase '{s.phase}'; bcnn maps Quant, BipolarQuant, Conv, "
+            raise _fail(node, f"unsupported operation ({_PHASE[s.phase]}); bcnn maps Quant, BipolarQuant, Conv, "
                               "Gemm/MatMul, BatchNormalization, MaxPool, Pad, Reshape/Flatten and Mul/Add/Sub/Div")
         handler(node, idx)
 
@@ -264,11 +266,11 @@ class _Compiler:
         if s.phase == "input":
             if s.flat:
                 raise _fail(node, "affine on the flattened input is not supported")
-            _per_channel(node, c, self._shape(), self._channels())  # checks shape only
-            s.input_ops.append((op, np.asarray(c), const_first))
+            v = _per_channel(node, c, self._shape(), self._channels())
+            s.input_ops.append((op, v.astype(np.asarray(c).dtype).reshape(1, -1, 1, 1), const_first))
             return
         if s.phase != "acc":
-            raise _fail(node, f"affine on quantized values (phase '{s.phase}') is not supported; "
+            raise _fail(node, f"affine on quantized values ({_PHASE[s.phase]}) is not supported; "
                               "put it between a layer and its activation")
         v = _per_channel(node, c, self._shape(), self._channels())
         p = s.cur
@@ -288,7 +290,7 @@ class _Compiler:
     def _op_BatchNormalization(self, node: onnx.NodeProto, idx: int) -> None:
         s = self.s
         if s.phase != "acc" or idx != 0:
-            raise _fail(node, f"batch-norm must follow a convolution or fully connected layer (phase '{s.phase}')")
+            raise _fail(node, f"batch-norm must follow a convolution or fully connected layer ({_PHASE[s.phase]})")
         gamma, beta, mean, var = (self.g.static(n, node).astype(np.float64).reshape(-1) for n in node.input[1:5])
         eps = float(_attrs(node).get("epsilon", 1e-5))
         if gamma.size != self._channels():
@@ -318,9 +320,6 @@ class _Compiler:
         x = (np.arange(256, dtype=np.float32) / np.float32(255)).reshape(1, 1, 1, 256)
         x = np.ascontiguousarray(np.broadcast_to(x, (1, c, 1, 256)))
         for op, const, const_first in s.input_ops:  # float32, in graph order, like the executor
-            const = np.asarray(const)
-            if const.ndim == 4:  # (1, C, H, W) per-channel constants: keep one pixel per channel
-                const = const[:, :, :1, :1]
             lhs, rhs = (const, x) if const_first else (x, const)
             x = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide}[op](lhs, rhs)
             x = np.asarray(x, dtype=np.float32)
@@ -336,7 +335,7 @@ class _Compiler:
     def _op_BipolarQuant(self, node: onnx.NodeProto, idx: int) -> None:
         s = self.s
         if s.phase != "acc" or idx != 0:
-            raise _fail(node, f"a 1-bit activation must follow a layer's accumulators (phase '{s.phase}'); "
+            raise _fail(node, f"a 1-bit activation must follow a layer's accumulators ({_PHASE[s.phase]}); "
                               "the input needs an 8-bit Quant")
         scale = self.g.static(node.input[1], node).astype(np.float64).reshape(-1)
         if np.any(scale <= 0) or np.any(scale != scale[0]):
@@ -388,7 +387,7 @@ class _Compiler:
             last.pool = k = self._pool_size(node)
             last.pool_and = np.zeros(last.out_ch, dtype=bool)
         else:
-            raise _fail(node, f"max-pool must follow a layer or its 1-bit activation (phase '{s.phase}')")
+            raise _fail(node, f"max-pool must follow a layer or its 1-bit activation ({_PHASE[s.phase]})")
         c, h, w = s.chw
         s.chw = (c, h // k, w // k)
 
@@ -421,7 +420,7 @@ class _Compiler:
                 raise _fail(node, "two pads with different values")
             s.pad_bit = int(value > 0)
         else:
-            raise _fail(node, f"padding must come right before a convolution (phase '{s.phase}')")
+            raise _fail(node, f"padding must come right before a convolution ({_PHASE[s.phase]})")
         s.pad += p
         c, h, w = s.chw
         s.chw = (c, h + 2 * p, w + 2 * p)
@@ -429,7 +428,7 @@ class _Compiler:
     def _flatten(self, node: onnx.NodeProto) -> None:
         s = self.s
         if s.phase not in ("int", "bits") or s.pad:
-            raise _fail(node, f"flatten must follow an activation (phase '{s.phase}')")
+            raise _fail(node, f"flatten must follow an activation ({_PHASE[s.phase]})")
         s.flat = True
 
     def _op_Flatten(self, node: onnx.NodeProto, idx: int) -> None:
@@ -476,7 +475,7 @@ class _Compiler:
             raise _fail(node, "the activation must be the first input")
         if s.phase not in ("int", "bits") or s.flat:
             raise _fail(node, f"a convolution must follow the input quantizer or a 1-bit activation "
-                              f"(phase '{s.phase}')")
+                              f"({_PHASE[s.phase]})")
         a = _attrs(node)
         w = self.g.weight(node.input[1], node)
         if w.ndim != 4 or w.shape[2] != w.shape[3]:
@@ -516,7 +515,7 @@ class _Compiler:
 
     def _op_Gemm(self, node: onnx.NodeProto, idx: int) -> None:
         if idx != 0 or self.s.phase not in ("int", "bits"):
-            raise _fail(node, f"a fully connected layer must follow a 1-bit activation (phase '{self.s.phase}')")
+            raise _fail(node, f"a fully connected layer must follow a 1-bit activation ({_PHASE[self.s.phase]})")
         a = _attrs(node)
         if int(a.get("transA", 0)):
             raise _fail(node, "transA not supported")
@@ -530,7 +529,7 @@ class _Compiler:
 
     def _op_MatMul(self, node: onnx.NodeProto, idx: int) -> None:
         if idx != 0 or self.s.phase not in ("int", "bits"):
-            raise _fail(node, f"a fully connected layer must follow a 1-bit activation (phase '{self.s.phase}')")
+            raise _fail(node, f"a fully connected layer must follow a 1-bit activation ({_PHASE[self.s.phase]})")
         w = self.g.weight(node.input[1], node)
         if w.ndim != 2:
             raise _fail(node, f"weights of rank {w.ndim} not supported")
@@ -542,7 +541,7 @@ class _Compiler:
         s = self.s
         if s.phase != "acc":
             raise BcnnError(f"{self.path}: the graph output must be the last layer's accumulators (with an "
-                            f"optional affine), but the network ends in phase '{s.phase}'")
+                            f"optional affine), but it ends {_PHASE[s.phase]}")
         p = s.cur
         if p.pool_node is not None:
             raise _fail(p.pool_node, "the last layer cannot pool; its accumulators are the output")
@@ -561,4 +560,10 @@ def compile_onnx(path: str | os.PathLike) -> Net:
     """Compile a QONNX model file (Brevitas ``export_qonnx`` output) to the integer IR."""
     path = Path(path)
     model = _load(path)
-    return _Compiler(model, path).run()
+    try:
+        return _Compiler(model, path).run()
+    except BcnnError:
+        raise
+    except Exception as e:  # a malformed graph the checks above did not anticipate
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise BcnnError(f"{path}: cannot compile ({e.__class__.__name__}: {msg})") from e

@@ -140,6 +140,7 @@ class BinaryCNN(nn.Module):
         kernel: int = 3,
         weight_bit_width: int = 1,
         bn_eps: float = 1e-4,
+        input_norm: tuple[Sequence[float], Sequence[float]] | None = None,
     ):
         super().__init__()
         if head not in (None, "none", "tensornorm", "bn"):
@@ -149,6 +150,11 @@ class BinaryCNN(nn.Module):
         self.input_size = input_size
         self.in_channels = in_channels
         self.input_affine = input_affine
+        if input_norm is not None:  # per-channel (x - mean) / std instead of 2x-1
+            mean, std = (torch.tensor(v, dtype=torch.float32).reshape(1, -1, 1, 1) for v in input_norm)
+            self.register_buffer("input_mean", mean)
+            self.register_buffer("input_std", std)
+        self.input_norm = input_norm is not None
         layers: list[nn.Module] = [input_quant()]
         size, ch = input_size, in_channels
         for i, (out_ch, pad, pool) in enumerate(convs):
@@ -188,7 +194,9 @@ class BinaryCNN(nn.Module):
                 nn.init.uniform_(m.weight.data, -1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_affine:
+        if self.input_norm:
+            x = (x - self.input_mean) / self.input_std
+        elif self.input_affine:
             x = 2.0 * x - 1.0
         return self.classifier(self.features(x))
 
@@ -199,7 +207,8 @@ def build_model(arch: str, **options) -> BinaryCNN:
     ``tiny`` options: input_size (8), in_channels (3), channels ((5, 6)), padding (bool or per-conv
     list; default True on the first conv only), pool (None/"pre"/"post" or per-conv list; default "pre"
     on the last conv), fc ((7,) hidden layer sizes), num_classes (10), head ("tensornorm", "bn", None),
-    pad_value (-1.0), weight_bit_width (1; other widths only to test the compiler's error).
+    pad_value (-1.0), input_affine (True: 2x-1), input_norm ((mean, std) per channel, replaces 2x-1),
+    weight_bit_width (1; other widths only to test the compiler's error).
     """
     if arch == "tiny":
         channels = list(options.pop("channels", (5, 6)))
