@@ -184,7 +184,7 @@ def _progress(items: list, desc: str):
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="img", leave=False)
+    return tqdm(items, desc=desc, unit="img", leave=False, disable=None)  # quiet when not a terminal
 
 
 def save_npz(path: Path, ds: Dataset) -> None:

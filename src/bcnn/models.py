@@ -339,3 +339,43 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
             export_qonnx(model, torch.rand(*input_shape), export_path=str(path), **kwargs)
     finally:
         model.train(was_training)
+
+
+def snap_thresholds(model: BinaryCNN) -> int:
+    """Move every batch-norm+sign crossing to the midpoint between two reachable accumulator values.
+
+    The set of accumulators that give +1 does not change (so the network computes the same function),
+    but no reachable accumulator lies near a crossing any more, so float32 batch-norm in torch, onnxruntime
+    and float64 thresholds in the compiler agree whatever order they evaluate it in. Reachable values:
+    layer 0's integer accumulators (step 1); binary layers' acc = 2·popcount − N (step 2, parity of N).
+    Pre-batch-norm values are acc · input scale · weight scale. Returns the number of channels moved.
+    """
+    if not isinstance(model, BinaryCNN):
+        raise BcnnError("snap_thresholds needs a bcnn BinaryCNN model")
+    quant_layers = [m for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
+    head = quant_layers[-1]
+    layer, first, moved = None, True, 0
+    input_scale = float(model.features[0].act_quant.scale().detach()) if hasattr(model.features[0], "act_quant") \
+        else 2.0 ** -7
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (QuantConv2d, QuantLinear)):
+                first = layer is None
+                layer = m
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and layer is not None and layer is not head:
+                w_scale = layer.quant_weight().scale.detach().double().reshape(-1).numpy()
+                scale = w_scale * (input_scale if first else 1.0)  # binary activations have scale 1
+                fan_in = layer.weight[0].numel()
+                step, rem = (1.0, 0.0) if first else (2.0, float(fan_in % 2))
+                gamma, beta = m.weight.double().numpy(), m.bias.double().numpy()
+                mean, var = m.running_mean.double().numpy(), m.running_var.double().numpy()
+                a = gamma / np.sqrt(var + m.eps)
+                nz = a != 0
+                t = np.where(nz, (mean - beta / np.where(nz, a, 1.0)) / scale, 0.0)  # crossing, acc units
+                up = rem + step * np.ceil((t - rem) / step) - step / 2  # ge: just below the smallest +1 value
+                down = rem + step * np.floor((t - rem) / step) + step / 2  # le: just above the largest +1 value
+                t_new = np.where(a > 0, up, down)
+                new_bias = np.where(nz, -a * (t_new * scale - mean), beta)
+                m.bias.copy_(torch.as_tensor(new_bias, dtype=m.bias.dtype))
+                moved += int(nz.sum())
+    return moved

@@ -120,9 +120,10 @@ def train(cfg: TrainConfig) -> dict:
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, **cfg.model_options)
-    if tuple(train_ds.images.shape[1:]) != tuple(getattr(model, "input_shape_hwc", train_ds.images.shape[1:])):
-        raise BcnnError(f"model {cfg.arch} expects images {model.input_shape_hwc} (H, W, C), "
-                        f"data has {train_ds.images.shape[1:]}")
+    expected = (model.input_size, model.input_size, model.in_channels)
+    if tuple(train_ds.images.shape[1:]) != expected:
+        raise BcnnError(f"model {cfg.arch} expects images {expected} (H, W, C), data has "
+                        f"{tuple(train_ds.images.shape[1:])}; set the input_size option")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
@@ -157,7 +158,7 @@ def train(cfg: TrainConfig) -> dict:
             sched.step()
             clip_latent_weights(model)
             seen += len(idx)
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.time() - t0):.0f}")
@@ -191,11 +192,12 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, hwc: tuple[
     """QONNX export and compile of the best epoch's weights."""
     from bcnn import ir
     from bcnn.compile import compile_onnx
-    from bcnn.models import export_onnx
+    from bcnn.models import export_onnx, snap_thresholds
 
     best = torch.load(out / "best.pt", weights_only=False)
     model.load_state_dict(best["model"])
     model.eval()
+    snap_thresholds(model)  # same function, but no accumulator near a float crossing: exact everywhere
     onnx_path = out / "model.onnx"
     export_onnx(model, onnx_path, (1, hwc[2], hwc[0], hwc[1]))
     net = compile_onnx(onnx_path)
