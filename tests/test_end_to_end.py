@@ -70,3 +70,6 @@ def test_snap_keeps_the_function_and_the_compiled_bits(tmp_path):
     after = compile_onnx(_export(tmp_path, model, model.input_size, batch=64, name="b.onnx"))
     np.testing.assert_array_equal(last_layer_accumulators(model, x), acc_before)
     np.testing.assert_array_equal(run_reference(after, images), run_reference(before, images))
+    for a, b in zip(before.layers[:-1], after.layers[:-1], strict=True):  # thresholds are canonical
+        np.testing.assert_array_equal(a.thresholds, b.thresholds)
+        np.testing.assert_array_equal(a.ge, b.ge)

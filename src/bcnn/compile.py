@@ -344,8 +344,11 @@ class _Compiler:
         thresholds, ge = zip(*(_threshold(float(a), float(b), p.acc_lo, p.acc_hi)
                                for a, b in zip(p.a, p.b, strict=True)), strict=True)
         layer = p.layer
-        layer.thresholds = np.array(thresholds, dtype=np.int64)
         layer.ge = np.array(ge, dtype=bool)
+        layer.thresholds = np.array(thresholds, dtype=np.int64)
+        if s.layers:  # binary layer: acc = 2·popcount − N has the parity of N; move t onto reachable values
+            off = (layer.thresholds - layer.fan_in) % 2
+            layer.thresholds += np.where(layer.ge, off, -off)
         if p.post_pool_scale is not None:
             layer.pool_and = np.asarray(p.post_pool_scale < 0, dtype=bool)
         else:
