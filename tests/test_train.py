@@ -1,0 +1,92 @@
+"""Training: learns, resumes exactly after SIGKILL, runs under torchrun with 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bcnn import ir
+from bcnn.data import load
+from bcnn.engine.reference import predict, run_reference
+
+OPTIONS = json.dumps({"input_size": 8, "channels": [8, 8], "fc": [16]})
+
+
+def _dataset(root, per_class: int, seed: int = 0):
+    """Learnable 8x8 images: each of 4 classes has its own colour, plus noise."""
+    rng = np.random.default_rng(seed)
+    colours = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220], [200, 200, 60]])
+    for split, n in (("train", per_class), ("test", max(10, per_class // 4))):
+        for c, colour in enumerate(colours):
+            d = root / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(colour + rng.normal(0, 30, (8, 8, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i:04d}.png")
+    return root
+
+
+def _train(data, out, epochs, *extra, env=None, wait=True):
+    cmd = [sys.executable, "-m", "bcnn", "train", "--arch", "tiny", "--data", str(data), "--epochs", str(epochs),
+           "--out", str(out), "--options", OPTIONS, "--batch-size", "20", "--no-progress", "--json", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return _dataset(tmp_path_factory.mktemp("data"), per_class=100)
+
+
+def test_two_epochs_beat_chance_and_export_is_exact(data, tmp_path):
+    summary = _train(data, tmp_path / "run", 2)
+    assert summary["epochs"] == 2 and summary["best_acc"] > 0.5  # chance is 0.25
+    net = ir.load(tmp_path / "run" / "model.bcnn")
+    test = load(data, split="test")
+    engine_acc = float((predict(net, run_reference(net, test.images)) == test.labels).mean())
+    assert engine_acc == pytest.approx(summary["best_acc"])  # the torch model and the engine agree
+    assert (tmp_path / "run" / "model.onnx").is_file() and (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
+    reference = tmp_path / "straight"
+    _train(data, reference, 3)
+    killed = tmp_path / "killed"
+    proc = _train(data, killed, 3, wait=False)
+    ckpt = killed / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved_epoch = torch.load(ckpt, weights_only=False)["state"]["epoch"]
+    assert saved_epoch < 3, "the run finished before it could be killed; make the data set larger"
+    _train(data, killed, 3, "--resume")
+    a = torch.load(reference / "checkpoint.pt", weights_only=False)
+    b = torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert a["state"]["history"][-1]["test_acc"] == b["state"]["history"][-1]["test_acc"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_torchrun_two_processes(data, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bcnn",
+           "train", "--arch", "tiny", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "ddp"),
+           "--options", OPTIONS, "--batch-size", "20", "--no-progress", "--train-limit", "200"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model.bcnn").is_file()
