@@ -86,6 +86,22 @@ def test_topologies_at_scale():
     assert np.array_equal(engine.run(x, threads=1), expected)
     assert np.array_equal(engine.run(x), expected)
     assert np.array_equal(engine.run(x[:1]), expected[:1])
+    assert np.array_equal(engine.run(x, threads=3), expected)  # more threads than cores: helpers join late
+
+
+def test_concurrent_callers():
+    """Two Python threads running networks at once share the helper threads; each gets its own answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(8)
+    nets = [random_net(rng, (12, 12, 3), convs=[ConvSpec(80, pad=1, pool=2)], fcs=[30, 10]) for _ in range(2)]
+    xs = [random_images(rng, net, 7) for net in nets]
+    engines = [FastEngine(net) for net in nets]
+    with ThreadPoolExecutor(2) as ex:
+        outs = list(ex.map(lambda i: [engines[i].run(xs[i], threads=2) for _ in range(5)], [0, 1]))
+    for net, x, out in zip(nets, xs, outs, strict=True):
+        expected = run_reference(net, x)
+        assert all(np.array_equal(o, expected) for o in out)
 
 
 def test_empty_batch_and_bad_input():
