@@ -472,18 +472,24 @@ class FastEngine:
             self.layers.append(_Prepared(layer, i, nxt.pad if nxt else 0, nxt.pad_bit if nxt else 0,
                                          net.input_lut))
 
-    def run(self, images: np.ndarray, threads: int | None = None) -> np.ndarray:
-        """Last-layer accumulators, int64 (N, n_outputs), for uint8 images (N, H, W, C)."""
+    def prepare_input(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images -> layer 0's input: integers (N, C, Hp·Wp + K), zero-padded, in its int type."""
         x = map_input(self.net, images)  # validates dtype and shape
         n = x.shape[0]
-        if n == 0:
-            return np.zeros((0, self.net.n_outputs), np.int64)
         first = self.layers[0]
         p = first.pad
         x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
         # (N, C, Hp·Wp) plus K zeros of slack: the layout _int_layer reads
         x = x.transpose(0, 3, 1, 2).reshape(n, x.shape[3], -1)
-        x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (0, first.kernel))), dtype=first.int_dtype)
+        return np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (0, first.kernel))), dtype=first.int_dtype)
+
+    def run(self, images: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Last-layer accumulators, int64 (N, n_outputs), for uint8 images (N, H, W, C)."""
+        map_input(self.net, images[:0])  # validates dtype and shape
+        n = images.shape[0]
+        if n == 0:
+            return np.zeros((0, self.net.n_outputs), np.int64)
+        x = self.prepare_input(images)
         if threads is not None and threads < 1:
             raise BcnnError(f"threads must be >= 1, got {threads}")
         threads = threads or default_threads()
