@@ -20,7 +20,7 @@ from bcnn.sim import simulate
 from test_compile import CONFIGS, N_IMAGES, _export, _images, _qonnx_outputs, _to_float
 
 
-@pytest.mark.parametrize("name, pe, simd", [("pad_post_pre", None, None), ("12x12_two_fc", [3, 5, 7, 5, 2], None)])
+@pytest.mark.parametrize("name, pe, simd", [("pad_post_pre", None, None), ("12x12_two_fc", [3, 5, 7, 5, 2], [3, 6, 5, 7, 5])])
 def test_torch_qonnx_reference_rtl_agree(tmp_path, name, pe, simd):
     rng = np.random.default_rng(sorted(CONFIGS).index(name) + 101)
     torch.manual_seed(int(rng.integers(1 << 30)))

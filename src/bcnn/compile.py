@@ -347,8 +347,9 @@ class _Compiler:
         layer.ge = np.array(ge, dtype=bool)
         layer.thresholds = np.array(thresholds, dtype=np.int64)
         if s.layers:  # binary layer: acc = 2·popcount − N has the parity of N; move t onto reachable values
-            off = (layer.thresholds - layer.fan_in) % 2
-            layer.thresholds += np.where(layer.ge, off, -off)
+            n, t = layer.fan_in, layer.thresholds
+            off = np.where((t >= -n) & (t <= n), (t - n) % 2, 0)  # out-of-range (constant) ones stay
+            layer.thresholds = t + np.where(layer.ge, off, -off)
         if p.post_pool_scale is not None:
             layer.pool_and = np.asarray(p.post_pool_scale < 0, dtype=bool)
         else:
