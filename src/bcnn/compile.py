@@ -471,7 +471,9 @@ class _Compiler:
             raise _fail(node, f"kernel {kernel} does not fit the {h}x{wd} input")
         s.cur = _Pending(node=node, layer=layer, a=s.scale * mag[:, 0] * alpha, b=b, acc_lo=-big * n,
                          acc_hi=big * n)
-        s.chw, s.flat, s.pad, s.pad_bit, s.phase = (out, oh, ow), layer.is_fully_connected, 0, 0, "acc"
+        # a convolution whose kernel covers its whole (unpadded) input gives a 1x1 map, still a 4-D tensor
+        # that may be padded, convolved or pooled; only Gemm/MatMul (flat input) give a flat output
+        s.chw, s.pad, s.pad_bit, s.phase = (out, oh, ow), 0, 0, "acc"
 
     def _op_Conv(self, node: onnx.NodeProto, idx: int) -> None:
         s = self.s
