@@ -119,7 +119,7 @@ def _text(s: dict) -> str:
     if s["accuracy"] is not None:
         lines.append(f"  accuracy on these images: {s['accuracy']:.1%}")
     lines += [
-        f"  II {s['ii_cycles']:,} cycles (planned {s['planned_ii_cycles']:,}), "
+        f"  II {s['ii_cycles']:,g} cycles (planned {s['planned_ii_cycles']:,}), "
         f"latency {s['latency_cycles']:,} cycles = {s['latency_us']:.1f} us (planned {s['planned_latency_cycles']:,})",
         f"  {s['fps']:,.0f} images/s, {s['tops'] * 1000:.2f} GOPS at {s['clock_mhz']:g} MHz",
     ]
@@ -140,7 +140,7 @@ def _markdown(s: dict, plan: dict) -> str:
 | images simulated | {s['images']} |
 | RTL vs reference engine mismatches | {s['mismatches']} |
 | accuracy on these images | {s['accuracy'] if s['accuracy'] is None else f"{s['accuracy']:.1%}"} |
-| II (measured / planned) | {s['ii_cycles']:,} / {s['planned_ii_cycles']:,} cycles |
+| II (measured / planned) | {s['ii_cycles']:,g} / {s['planned_ii_cycles']:,} cycles |
 | latency (measured / planned) | {s['latency_cycles']:,} / {s['planned_latency_cycles']:,} cycles |
 | throughput | {s['fps']:,.0f} images/s, {s['tops'] * 1000:.2f} GOPS |
 | Yosys LUT / FF / BRAM36 / DSP | {s['lut']} / {s['ff']} / {s['bram36']} / {s['dsp']} |
