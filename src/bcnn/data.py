@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bcnn.errors import BcnnError
+from bcnn.fileio import atomic_write
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -189,19 +189,11 @@ def _progress(items: list, desc: str):
 
 def save_npz(path: Path, ds: Dataset) -> None:
     """Write a dataset as .npz atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            arrays = {"images": ds.images, "classes": np.array(ds.classes)}
-            if ds.labels is not None:
-                arrays["labels"] = ds.labels
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    arrays = {"images": ds.images, "classes": np.array(ds.classes)}
+    if ds.labels is not None:
+        arrays["labels"] = ds.labels
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def to_model_input(images: np.ndarray):

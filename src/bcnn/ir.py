@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
+from bcnn.fileio import atomic_write
 
 FORMAT_VERSION = 1
 MAGIC = "bcnn-ir"
@@ -107,8 +107,9 @@ class Net:
 
     @property
     def input_bits(self) -> int:
-        """Width of a signed integer that holds every input_lut value."""
-        return signed_bits(int(self.input_lut.min()), int(self.input_lut.max()))
+        """Width of a signed integer that holds every input_lut value, at least 2: the hardware's first
+        layer takes integers, and a 1-bit element would select its binary (XNOR) datapath instead."""
+        return max(2, signed_bits(int(self.input_lut.min()), int(self.input_lut.max())))
 
     @property
     def n_outputs(self) -> int:
@@ -209,17 +210,8 @@ def save(net: Net, path: str | os.PathLike) -> None:
             arrays[f"l{i}_thresholds"] = layer.thresholds.astype(np.int64)
             arrays[f"l{i}_ge"] = layer.ge.astype(bool)
             arrays[f"l{i}_pool_and"] = layer.pool_and.astype(bool)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez_compressed(f, **arrays)
 
 
 def load(path: str | os.PathLike) -> Net:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from bcnn import data as bdata
 from bcnn.errors import BcnnError
+from bcnn.fileio import atomic_write
 
 
 @dataclass
@@ -92,14 +92,8 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, bat
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def train(cfg: TrainConfig) -> dict:
