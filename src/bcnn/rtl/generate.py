@@ -35,8 +35,8 @@ def acc_bits(net: Net, i: int) -> int:
     if i == 0:
         lo, hi = net.acc_range(0)
         if layer.is_last:
-            return signed_bits(lo, hi)
-        return signed_bits(lo - 1, hi + 1)  # thresholds are clamped to one beyond the range
+            return max(signed_bits(lo, hi), net.input_bits + 1)  # bcnn_dot needs AW > EW
+        return max(signed_bits(lo - 1, hi + 1), net.input_bits + 1)  # thresholds clamped one beyond the range
     n = layer.fan_in
     return signed_bits(-n, n + 1)  # popcount 0..N, thresholds -1..N+1, outputs 2·pc − N in [-N, N]
 
