@@ -69,16 +69,22 @@ def _export(tmp_path, model: nn.Module, size: int, batch: int = N_IMAGES, name: 
     return path
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_bit_exact_three_ways(tmp_path, name):
-    rng = np.random.default_rng(sorted(CONFIGS).index(name) + 11)
+def random_tiny(name: str, seed: int, n_images: int = N_IMAGES):
+    """A tiny model of CONFIGS[name] with random weights and batch-norm calibrated on random images."""
+    rng = np.random.default_rng(seed)
     torch.manual_seed(int(rng.integers(1 << 30)))
     model = build_model("tiny", **CONFIGS[name])
-    size = model.input_size
-    images = _images(rng, size)
+    images = _images(rng, model.input_size, n_images)
     x = _to_float(images)
     randomize_batchnorm(model, rng, calibrate=x)
     model.eval()
+    return model, images, x
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_bit_exact_three_ways(tmp_path, name):
+    model, images, x = random_tiny(name, sorted(CONFIGS).index(name) + 11)
+    size = model.input_size
     path = _export(tmp_path, model, size)
 
     net = compile_onnx(path)

@@ -13,25 +13,19 @@ import torch
 
 from bcnn.compile import compile_onnx
 from bcnn.engine.reference import predict, run_reference
-from bcnn.models import build_model, last_layer_accumulators, randomize_batchnorm, snap_thresholds
+from bcnn.models import last_layer_accumulators, snap_thresholds
 from bcnn.plan import make_plan
 from bcnn.rtl.generate import generate
 from bcnn.sim import simulate
-from test_compile import CONFIGS, N_IMAGES, _export, _images, _qonnx_outputs, _to_float
+from test_compile import CONFIGS, N_IMAGES, _export, _qonnx_outputs, random_tiny
 
 
-@pytest.mark.parametrize("name, pe, simd", [("pad_post_pre", None, None), ("12x12_two_fc", [3, 5, 7, 5, 2], [3, 6, 5, 7, 5])])
+@pytest.mark.parametrize("name, pe, simd", [("pad_post_pre", None, None),
+                                            ("12x12_two_fc", [3, 5, 7, 5, 2], [3, 6, 5, 7, 5])])
 def test_torch_qonnx_reference_rtl_agree(tmp_path, name, pe, simd):
-    rng = np.random.default_rng(sorted(CONFIGS).index(name) + 101)
-    torch.manual_seed(int(rng.integers(1 << 30)))
-    model = build_model("tiny", **CONFIGS[name])
-    size = model.input_size
-    images = _images(rng, size)
-    x = _to_float(images)
-    randomize_batchnorm(model, rng, calibrate=x)
-    model.eval()
+    model, images, x = random_tiny(name, sorted(CONFIGS).index(name) + 101)
     snap_thresholds(model)
-    path = _export(tmp_path, model, size)
+    path = _export(tmp_path, model, model.input_size)
     net = compile_onnx(path)
 
     acc_torch = last_layer_accumulators(model, x)
@@ -57,13 +51,7 @@ def test_torch_qonnx_reference_rtl_agree(tmp_path, name, pe, simd):
 
 def test_snap_keeps_the_function_and_the_compiled_bits(tmp_path):
     """Snapping batch-norm crossings changes no output of the model."""
-    rng = np.random.default_rng(3)
-    torch.manual_seed(3)
-    model = build_model("tiny", **CONFIGS["12x12_pre_pre"])
-    images = _images(rng, model.input_size, 64)
-    x = _to_float(images)
-    randomize_batchnorm(model, rng, calibrate=x)
-    model.eval()
+    model, images, x = random_tiny("12x12_pre_pre", 3, n_images=64)
     before = compile_onnx(_export(tmp_path, model, model.input_size, batch=64, name="a.onnx"))
     acc_before = last_layer_accumulators(model, x)
     assert snap_thresholds(model) > 0
