@@ -146,7 +146,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     net = random_net(np.random.default_rng(0))
     wide = make_plan(net)
     narrow = make_plan(net, pe=[1] + [la["pe"] for la in wide["layers"][1:]],
-                       simd=[1] + [la["simd"] for la in wide["layers"][1:]])
+                       simd=[1] + [la["simd"] for la in wide["layers"][1:]],
+                       mem=[la["mem"] for la in wide["layers"]])
     assert (wide["layers"][0]["pe"], wide["layers"][0]["simd"]) != (1, 1)
     cache = base / "cache"
     res_wide = synthesize(gen.generate(net, wide, base / "wide"), cache_dir=cache, jobs=2, progress=False)

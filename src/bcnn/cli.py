@@ -64,10 +64,16 @@ def _load_net_any(model: str):
 
 
 def _layer_table(plan: dict) -> str:
-    rows = ["layer      PE   SIMD      cycles   share of II"]
+    rows = ["layer       PE   SIMD  memory       cycles  share of II      LUT   BRAM36"]
     for layer in plan["layers"]:
-        rows.append(f"{layer['name']:<9} {layer['pe']:>3} {layer['simd']:>6} {layer['cycles']:>11,} "
-                    f"{layer['cycles'] / plan['ii_cycles']:>10.0%}")
+        rows.append(f"{layer['name']:<9} {layer['pe']:>4} {layer['simd']:>6}  {layer.get('mem', '-'):<7}"
+                    f"{layer['cycles']:>11,} {layer['cycles'] / plan['ii_cycles']:>11.0%} "
+                    f"{layer.get('lut', 0):>8,} {layer.get('bram36', 0):>8g}")
+    if "lut" in plan:
+        dev = plan["device"]
+        rows.append(f"{'total':<9} {'':>4} {'':>6}  {'':<7}{plan['ii_cycles']:>11,} {'':>11} {plan['lut']:>8,} "
+                    f"{plan['bram36']:>8g}   ({plan['lut'] / dev['lut']:.0%} LUT, "
+                    f"{plan['bram36'] / dev['bram36']:.0%} BRAM of {dev['name']}; estimates)")
     return "\n".join(rows)
 
 
@@ -156,14 +162,26 @@ def cmd_plan(args) -> dict:
     from bcnn.plan import make_plan, save_plan
 
     net = _load_net_any(args.net)
+    mem = args.mem.split(",") if args.mem else None
     plan = make_plan(net, device=args.device, clock_mhz=args.clock_mhz,
-                     pe=_int_list(args.pe), simd=_int_list(args.simd))
+                     pe=_int_list(args.pe), simd=_int_list(args.simd), mem=mem,
+                     target_fps=args.target_fps, max_util=args.max_util, planner=args.planner)
     if args.output:
         save_plan(plan, args.output)
     _log(_layer_table(plan))
     _log(f"II {plan['ii_cycles']:,} cycles, latency {plan['latency_cycles']:,} cycles, "
-         f"{plan['fps']:,.0f} images/s, {plan['tops']:.3f} TOPS at {plan['clock_mhz']} MHz")
+         f"{plan['fps']:,.0f} images/s, {plan['tops']:.3f} TOPS at {plan['clock_mhz']} MHz, "
+         f"about {plan['watts']:.1f} W (estimate), {plan['gops_per_w']:,.0f} GOPS/W")
     return plan
+
+
+def cmd_calibrate(args) -> dict:
+    from bcnn.resources import calibrate
+
+    r = calibrate(out_path=args.output, work=args.work, jobs=args.jobs)
+    _log(f"resource model: LUT error against Yosys mean {r['lut_mean_abs_rel_error']:.1%}, "
+         f"max {r['lut_max_abs_rel_error']:.1%} over {len(r['rows'])} engines")
+    return {k: v for k, v in r.items() if k != "rows"}
 
 
 def cmd_generate(args) -> dict:
@@ -216,7 +234,7 @@ def cmd_run(args) -> dict:
     from bcnn.run import run_flow
 
     return run_flow(model=args.model, device=args.device, clock_mhz=args.clock_mhz, images=args.images,
-                    data=args.data, out_dir=args.out, skip_synth=args.no_synth)
+                    data=args.data, out_dir=args.out, skip_synth=args.no_synth, skip_bench=args.no_bench)
 
 
 # -------------------------------------------------------------------------------------------------- parser
@@ -263,7 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
     sp.add_argument("--pe", help="comma-separated PE per layer (overrides the planner)")
     sp.add_argument("--simd", help="comma-separated SIMD per layer (overrides the planner)")
+    sp.add_argument("--mem", help="comma-separated weight memory per layer: logic, lutram or bram")
+    sp.add_argument("--target-fps", type=float, help="meet this many images/s with the fewest LUTs")
+    sp.add_argument("--max-util", type=float, default=0.8,
+                    help="largest share of the part's LUT, FF and BRAM to use (default 0.8)")
+    sp.add_argument("--planner", default="bcnn", choices=["bcnn", "finn"],
+                    help="bcnn (balancing planner) or finn (FINN's SIMD-then-PE heuristic, for comparison)")
     sp.add_argument("-o", "--output", help="PLAN.json to write")
+
+    sp = add("calibrate", cmd_calibrate, "re-fit the resource model to Yosys runs of generated engines")
+    sp.add_argument("-o", "--output", help="coefficient file to write (default: the one shipped in the package)")
+    sp.add_argument("--work", help="directory for the generated engines (default: a temporary one)")
+    sp.add_argument("--jobs", type=int, default=1, help="Yosys runs in parallel")
 
     sp = add("generate", cmd_generate, "generate the streaming accelerator's Verilog")
     sp.add_argument("net")
@@ -301,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="images (default: the bundled CIFAR-10 sample)")
     sp.add_argument("--out", default="bcnn-out", help="output folder (default bcnn-out)")
     sp.add_argument("--no-synth", action="store_true", help="skip the Yosys estimate")
+    sp.add_argument("--no-bench", action="store_true", help="skip the CPU benchmarks across batch sizes")
     return p
 
 

@@ -2,14 +2,18 @@
 model of the generated RTL (bcnn.rtl), so that the plan's II and latency are what simulation measures.
 
 Folding of layer i (see ``bcnn/rtl/units``): the sliding-window unit cuts each output pixel's window into
-``sf = K·K·C_in / SIMD`` chunks (SIMD divides C_in, so a chunk lies within one input pixel) and repeats
-it for ``nf = C_out / PE`` neuron folds, one chunk per cycle, so the layer needs
+``sf = K·K·C_in / SIMD`` chunks (a chunk is part of one input pixel, several pixels of a kernel row, or
+several kernel rows: see ``chunk_shape``) and repeats it for ``nf = C_out / PE`` neuron folds, one chunk
+per cycle, so the layer needs
 
     cycles_i = OH·OW · nf · sf          per image (OH, OW before pooling).
 
 The pipeline's initiation interval is the slowest stage: ``ii = max(cycles_i, H·W of the input stream
 (one pixel per cycle), n_outputs (one output per cycle))``. The ping-pong frame buffers let every engine
 work on a different image.
+
+The planner proper (choosing PE, SIMD and the weight memory style per layer) is ``bcnn.planner``; the
+resource model is ``bcnn.resources`` and the power model ``bcnn.power``.
 
 Latency (first pixel accepted -> last output beat) is computed by ``_latency`` with a per-pixel recurrence
 that mirrors the RTL's register stages; the delays are named constants below, each tied to a unit.
@@ -24,18 +28,9 @@ import tempfile
 from pathlib import Path
 
 from bcnn.errors import BcnnError
-from bcnn.ir import Net
+from bcnn.ir import Layer, Net
 
 FORMAT_VERSION = 1
-
-DEVICES: dict[str, dict[str, int]] = {
-    # LUT, FF, 36 Kb block RAM, DSP slices (vendor data sheets)
-    "xc7vx690t": {"lut": 433_200, "ff": 866_400, "bram36": 1_470, "dsp": 3_600},
-    "xc7z020": {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220},
-    "xc7z045": {"lut": 218_600, "ff": 437_200, "bram36": 545, "dsp": 900},
-    "xczu3eg": {"lut": 70_560, "ff": 141_120, "bram36": 216, "dsp": 360},
-    "xcvu9p": {"lut": 1_182_240, "ff": 2_364_480, "bram36": 2_160, "dsp": 6_840},
-}
 
 # Register stages of the RTL, in clock edges (see the unit files):
 MAP_DELAY = 1  # bcnn_input_map: LUT read register between the input port and layer 0's frame buffer
@@ -44,13 +39,67 @@ COLLECT_DELAY = 1  # bcnn_collect: only present when nf > 1
 POOL_DELAY = 1  # bcnn_pool: only present when pool > 1
 SERIAL_DELAY = 1  # bcnn_serialize: fold word written, first beat leaves on the next edge
 
-# Defaults for a plain legal folding; the planner proper (balancing to a device) comes later.
-DEFAULT_MAX_PE = 8
-DEFAULT_MAX_SIMD = 32
+MEM_STYLES = ("logic", "lutram", "bram")  # where a layer's weights live (bcnn_mvtu W_STYLE 3, 2, 1)
+W_STYLE_CODE = {"auto": 0, "bram": 1, "lutram": 2, "logic": 3}
+
+
+def _device(name: str) -> dict:
+    from bcnn.devices import get_device
+
+    return get_device(name)
+
+
+class _Devices(dict):
+    """``DEVICES[name]`` -> {lut, ff, bram36, dsp} from the device files (kept for older callers)."""
+
+    def __missing__(self, key):
+        d = _device(key)
+        return {k: d[k] for k in ("lut", "ff", "bram36", "dsp")}
+
+    def __contains__(self, key):
+        try:
+            _device(key)
+            return True
+        except BcnnError:
+            return False
+
+
+DEVICES = _Devices()
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def _largest_divisor(n: int, limit: int) -> int:
     return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def chunk_shape(layer: Layer, simd: int) -> tuple[int, int, int] | None:
+    """(BH, BW, CS) of a window chunk of ``simd`` elements (see bcnn_swu), or None if illegal.
+
+    SIMD divides C (CS = C/SIMD chunks per pixel); or SIMD = m·C with m dividing K (m pixels of a kernel
+    row); or SIMD = m·K·C with m dividing K (m whole kernel rows)."""
+    c, k = layer.in_ch, layer.kernel
+    if not isinstance(simd, int) or simd < 1:
+        return None
+    if c % simd == 0:
+        return 1, 1, c // simd
+    if simd % c:
+        return None
+    m = simd // c
+    if m <= k and k % m == 0:
+        return 1, m, 1
+    if m % k == 0 and k % (m // k) == 0:
+        return m // k, k, 1
+    return None
+
+
+def legal_simds(layer: Layer) -> list[int]:
+    """Every SIMD the RTL accepts for ``layer``, ascending."""
+    c, k = layer.in_ch, layer.kernel
+    out = set(divisors(c)) | {m * c for m in divisors(k)} | {m * k * c for m in divisors(k)}
+    return sorted(s for s in out if chunk_shape(layer, s) is not None)
 
 
 def net_fingerprint(net: Net) -> str:
@@ -62,56 +111,95 @@ def net_fingerprint(net: Net) -> str:
     return hashlib.sha256(json.dumps(desc).encode()).hexdigest()[:16]
 
 
-def check_folding(net: Net, i: int, pe: int, simd: int) -> None:
-    """BcnnError unless PE and SIMD are a legal folding of layer i for the RTL."""
+def check_folding(net: Net, i: int, pe: int, simd: int, mem: str | None = None) -> None:
+    """BcnnError unless PE, SIMD (and the weight memory style) are a legal folding of layer i for the RTL."""
     layer = net.layers[i]
     where = f"layer {i} ({layer.name})"
     if not isinstance(pe, int) or pe < 1 or layer.out_ch % pe:
         raise BcnnError(f"{where}: PE {pe} does not divide its {layer.out_ch} output channels")
-    if not isinstance(simd, int) or simd < 1 or layer.in_ch % simd:
-        raise BcnnError(f"{where}: SIMD {simd} does not divide its {layer.in_ch} input channels")
+    if chunk_shape(layer, simd) is None:
+        raise BcnnError(f"{where}: SIMD {simd} is not a legal chunk of its {layer.kernel}x{layer.kernel}x"
+                        f"{layer.in_ch} window (legal: {', '.join(map(str, legal_simds(layer)))})")
     if layer.pad > layer.kernel - 1:
         raise BcnnError(f"{where}: padding {layer.pad} >= kernel {layer.kernel} is not supported by the RTL")
+    if mem is not None and mem not in MEM_STYLES:
+        raise BcnnError(f"{where}: memory style {mem!r} is not one of {', '.join(MEM_STYLES)}")
 
 
 def make_plan(net: Net, device: str = "xc7vx690t", clock_mhz: float = 100.0,
-              pe: list[int] | None = None, simd: list[int] | None = None) -> dict:
-    """A legal folding for ``net`` with its cycle model; ``pe``/``simd`` override the defaults per layer."""
+              pe: list[int] | None = None, simd: list[int] | None = None, mem: list[str] | None = None,
+              target_fps: float | None = None, max_util: float = 0.8, planner: str = "bcnn") -> dict:
+    """The folding of ``net`` for ``device`` at ``clock_mhz`` with its cycle, resource and power model.
+
+    Without ``pe``/``simd`` the planner chooses every layer's PE, SIMD and weight memory style: the
+    highest images/s whose estimated LUT, FF and BRAM stay within ``max_util`` of the part, or, with
+    ``target_fps``, the fewest LUTs that meet it. ``planner="finn"`` applies FINN's heuristic instead
+    (per layer raise SIMD through the divisors of C_in, then PE, until the layer meets the target).
+    ``pe``/``simd``/``mem`` fix the folding (a missing ``mem`` takes the cheapest style per layer).
+    """
+    from bcnn import resources as res
+
     net.validate()
-    if device not in DEVICES:
-        raise BcnnError(f"unknown device {device!r}; known: {', '.join(sorted(DEVICES))}")
+    dev = _device(device)
     if clock_mhz <= 0:
         raise BcnnError(f"clock must be positive, got {clock_mhz} MHz")
+    if not 0 < max_util <= 1:
+        raise BcnnError(f"max_util must be in (0, 1], got {max_util}")
+    if target_fps is not None and target_fps <= 0:
+        raise BcnnError(f"target fps must be positive, got {target_fps}")
     n = len(net.layers)
-    for name, arr in (("pe", pe), ("simd", simd)):
+    for name, arr in (("pe", pe), ("simd", simd), ("mem", mem)):
         if arr is not None and len(arr) != n:
             raise BcnnError(f"{name} has {len(arr)} entries, the network has {n} layers")
-    pes = [int(p) for p in pe] if pe is not None else [_largest_divisor(la.out_ch, DEFAULT_MAX_PE)
-                                                       for la in net.layers]
-    simds = [int(s) for s in simd] if simd is not None else [_largest_divisor(la.in_ch, DEFAULT_MAX_SIMD)
-                                                             for la in net.layers]
-    for i in range(n):
-        check_folding(net, i, pes[i], simds[i])
-    return _complete(net, device, float(clock_mhz), pes, simds)
+    if pe is not None or simd is not None:
+        # one given alone: the other takes the plain defaults (largest divisor up to 8 / 32)
+        pes = [int(p) for p in pe] if pe is not None else [_largest_divisor(la.out_ch, 8) for la in net.layers]
+        simds = [int(s) for s in simd] if simd is not None else [_largest_divisor(la.in_ch, 32)
+                                                                 for la in net.layers]
+        for i in range(n):
+            check_folding(net, i, pes[i], simds[i], mem[i] if mem else None)
+        mems = list(mem) if mem else [res.cheapest_style(net, i, pes[i], simds[i], dev) for i in range(n)]
+        how = "given"
+    else:
+        from bcnn.planner import plan_folding
+
+        pes, simds, mems = plan_folding(net, dev, clock_mhz, target_fps=target_fps, max_util=max_util,
+                                        method=planner)
+        how = planner
+    plan = _complete(net, dev, float(clock_mhz), pes, simds, mems)
+    plan["planner"] = {"method": how, "max_util": max_util, "target_fps": target_fps}
+    return plan
 
 
-def _complete(net: Net, device: str, clock_mhz: float, pes: list[int], simds: list[int]) -> dict:
+def _complete(net: Net, dev: dict, clock_mhz: float, pes: list[int], simds: list[int],
+              mems: list[str]) -> dict:
+    from bcnn import power
+    from bcnn import resources as res
+
     layers = []
-    for i, (layer, p, s) in enumerate(zip(net.layers, pes, simds, strict=True)):
+    for i, (layer, p, s, m) in enumerate(zip(net.layers, pes, simds, mems, strict=True)):
         oh, ow = layer.conv_shape
+        bh, bw, cs = chunk_shape(layer, s)
         nf, sf = layer.out_ch // p, layer.fan_in // s
         h, w, c = layer.in_shape
+        est = res.estimate_layer(net, i, p, s, m, dev)
         layers.append({
             "name": layer.name,
             "pe": p,
             "simd": s,
             "nf": nf,
             "sf": sf,
+            "chunk": [bh, bw, cs],
+            "mem": m,
             "cycles": oh * ow * nf * sf,
             "macs": layer.macs,
             "weight_bits": layer.out_ch * layer.fan_in,
+            "weight_bits_per_cycle": p * s,
             # two frames of the layer's input; layer 0 stores its mapped integers
             "buffer_bits": 2 * h * w * c * (net.input_bits if i == 0 else 1),
+            # the ping-pong frame buffer is the FIFO in front of the engine: 2 frames (see fifo_frames)
+            "fifo_frames": 2,
+            **{k: est[k] for k in ("lut", "ff", "bram36", "dsp")},
         })
     h, w, _ = net.input_shape
     ii = max([la["cycles"] for la in layers] + [h * w, net.n_outputs])
@@ -119,10 +207,16 @@ def _complete(net: Net, device: str, clock_mhz: float, pes: list[int], simds: li
         la["ii_share"] = round(la["cycles"] / ii, 4)
     latency = _latency(net, pes, simds)
     fps = clock_mhz * 1e6 / ii
+    totals = {k: sum(la[k] for la in layers) for k in ("lut", "ff", "bram36", "dsp")}
+    totals["lut"] += res.TOP_LUT
+    totals["bram36"] = round(totals["bram36"], 1)
+    util = {k: round(totals[k] / dev[k], 4) if dev[k] else None for k in ("lut", "ff", "bram36", "dsp")}
+    pw = power.estimate(dev, clock_mhz, totals)
+    gops = 2 * net.macs * fps / 1e9
     return {
         "format_version": FORMAT_VERSION,
         "net": net_fingerprint(net),
-        "device": {"name": device, **DEVICES[device]},
+        "device": {k: v for k, v in dev.items() if k != "source"},
         "clock_mhz": clock_mhz,
         "layers": layers,
         "ii_cycles": ii,
@@ -130,7 +224,14 @@ def _complete(net: Net, device: str, clock_mhz: float, pes: list[int], simds: li
         "latency_us": latency / clock_mhz,
         "fps": fps,
         "macs": net.macs,
-        "tops": 2 * net.macs * fps / 1e12,
+        "tops": gops / 1e3,
+        **totals,
+        "utilization": util,
+        "watts": pw["watts"],
+        "power": pw,
+        "gops_per_w": gops / pw["watts"] if pw["watts"] else None,
+        "estimate_note": "lut/ff/bram36 from the Yosys-calibrated resource model; watts from the power "
+                         "model (an estimate, see docs/planner.md)",
     }
 
 
@@ -215,7 +316,7 @@ def load_plan(path: str | os.PathLike, net: Net) -> dict:
         if la.get("name") != layer.name:
             raise BcnnError(f"{path}: plan layer {i} is {la.get('name')!r}, the network's is {layer.name!r}")
         try:
-            check_folding(net, i, la["pe"], la["simd"])
+            check_folding(net, i, la["pe"], la["simd"], la.get("mem"))
         except KeyError as e:
             raise BcnnError(f"{path}: plan layer {i} lacks {e}") from None
         except BcnnError as e:

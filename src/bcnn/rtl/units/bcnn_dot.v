@@ -11,19 +11,18 @@ module bcnn_dot #(
     input  wire [SIMD-1:0]    w,
     output wire [AW-1:0]      y
 );
-    wire [SIMD*AW-1:0] leaves;
-
     genvar j;
     generate
-        for (j = 0; j < SIMD; j = j + 1) begin : lane
-            if (EW == 1) begin : bin
-                assign leaves[j*AW +: AW] = {{(AW-1){1'b0}}, ~(x[j] ^ w[j])};
-            end else begin : int_in
-                wire [AW-1:0] v = {{(AW-EW){x[j*EW+EW-1]}}, x[j*EW +: EW]};
-                assign leaves[j*AW +: AW] = w[j] ? v : -v;
+        if (EW == 1) begin : bin
+            wire [SIMD-1:0] leaves = ~(x ^ w);
+            bcnn_add_tree #(.N(SIMD), .LW(1), .W(AW), .SIGNED(0)) tree (.x(leaves), .y(y));
+        end else begin : int_in
+            wire [SIMD*(EW+1)-1:0] leaves;  // -x needs one more bit (x = -2^(EW-1))
+            for (j = 0; j < SIMD; j = j + 1) begin : lane
+                wire [EW:0] v = {x[j*EW+EW-1], x[j*EW +: EW]};
+                assign leaves[j*(EW+1) +: EW+1] = w[j] ? v : -v;
             end
+            bcnn_add_tree #(.N(SIMD), .LW(EW+1), .W(AW), .SIGNED(1)) tree (.x(leaves), .y(y));
         end
     endgenerate
-
-    bcnn_add_tree #(.N(SIMD), .W(AW)) tree (.x(leaves), .y(y));
 endmodule

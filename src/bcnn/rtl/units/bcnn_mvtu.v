@@ -9,6 +9,9 @@
 //   OUT_ACC == 1: the accumulator, as 2*popcount - FANIN for binary inputs (EW == 1).
 // Two register stages (operands + ROM reads, then accumulate); no bubbles: one chunk per cycle
 // unless the output register is full at the end of a fold.
+// W_STYLE says where the weights live: 0 = the synthesizer decides, 1 = block RAM, 2 = LUT RAM
+// (distributed), 3 = logic (a ROM of constants folded into the XNOR LUTs; with one weight word the
+// weights are plain constants).
 module bcnn_mvtu #(
     parameter SIMD = 4,
     parameter EW = 1,
@@ -20,6 +23,7 @@ module bcnn_mvtu #(
     parameter OUT_ACC = 0,
     parameter W_FILE = "weights.mem",
     parameter T_FILE = "thresholds.mem",
+    parameter W_STYLE = 0,
     parameter DW = OUT_ACC ? AW : 1         // output bits per lane (derived; do not override)
 ) (
     input  wire              clk,
@@ -40,9 +44,6 @@ module bcnn_mvtu #(
     localparam integer NW_LAST_I = NW - 1;
     localparam [CW-1:0] NW_LAST = NW_LAST_I[CW-1:0];
 
-    reg [PE*SIMD-1:0] wrom [0:NW-1];
-    initial $readmemh(W_FILE, wrom);
-
     // ------------------------------------------------------------------ stage A: operands
     reg                a_valid;
     reg [SIMD*EW-1:0]  a_x;
@@ -57,7 +58,6 @@ module bcnn_mvtu #(
     always @(posedge clk) begin
         if (in_fire) begin
             a_x <= in_data;
-            a_w <= wrom[wp[WA-1:0]];
             a_last <= sf_end;
         end
     end
@@ -73,6 +73,26 @@ module bcnn_mvtu #(
             end
         end
     end
+
+    generate
+        if (W_STYLE == 1) begin : wblock
+            (* rom_style = "block", ram_style = "block" *) reg [PE*SIMD-1:0] wrom [0:NW-1];
+            initial $readmemh(W_FILE, wrom);
+            always @(posedge clk) if (in_fire) a_w <= wrom[wp[WA-1:0]];
+        end else if (W_STYLE == 2) begin : wlutram
+            (* rom_style = "distributed", ram_style = "distributed" *) reg [PE*SIMD-1:0] wrom [0:NW-1];
+            initial $readmemh(W_FILE, wrom);
+            always @(posedge clk) if (in_fire) a_w <= wrom[wp[WA-1:0]];
+        end else if (W_STYLE == 3) begin : wlogic
+            (* rom_style = "logic", ram_style = "logic" *) reg [PE*SIMD-1:0] wrom [0:NW-1];
+            initial $readmemh(W_FILE, wrom);
+            always @(posedge clk) if (in_fire) a_w <= wrom[wp[WA-1:0]];
+        end else begin : wauto
+            reg [PE*SIMD-1:0] wrom [0:NW-1];
+            initial $readmemh(W_FILE, wrom);
+            always @(posedge clk) if (in_fire) a_w <= wrom[wp[WA-1:0]];
+        end
+    endgenerate
 
     // ------------------------------------------------------------------ stage B: accumulate, compare
     wire [PE*DW-1:0] result;

@@ -1,0 +1,102 @@
+"""Device files, chunk shapes, the planner against FINN's heuristic, the resource and power models, and
+multi-pixel chunks (SIMD spanning kernel rows) simulated bit-exactly with timing equal to the plan."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bcnn.devices import get_device, load_devices
+from bcnn.engine.reference import run_reference
+from bcnn.errors import BcnnError
+from bcnn.plan import chunk_shape, legal_simds, make_plan
+from bcnn.randnet import ConvSpec, random_images, random_net
+from bcnn.resources import bram36_for
+from bcnn.rtl.generate import generate
+from bcnn.sim import lint, simulate
+
+
+def _binarynet():
+    return random_net(np.random.default_rng(0), (32, 32, 3),
+                      [ConvSpec(128, pad=1), ConvSpec(128, pad=1, pool=2), ConvSpec(256, pad=1),
+                       ConvSpec(256, pad=1, pool=2), ConvSpec(512, pad=1), ConvSpec(512, pad=1, pool=2)],
+                      [1024, 1024, 10])
+
+
+def test_devices_shipped_and_user_file(tmp_path, monkeypatch):
+    parts = load_devices()
+    assert {"xc7vx690t", "xc7z020", "xc7z045", "xczu3eg", "xcvu9p"} <= set(parts)
+    assert parts["xc7z020"]["lut"] == 53_200 and parts["xc7vx690t"]["bram36"] == 1_470
+    assert all(p["source"] for p in parts.values())
+    assert get_device("XC7VX690T-2FFG1761")["name"] == "xc7vx690t"
+    (tmp_path / "mine.json").write_text(json.dumps({"xc7a35t": {"lut": 20800, "ff": 41600, "bram36": 50,
+                                                                "dsp": 90, "source": "DS180"}}))
+    monkeypatch.setenv("BCNN_DEVICES", str(tmp_path))
+    assert get_device("xc7a35t")["bram36"] == 50
+    with pytest.raises(BcnnError, match="unknown device"):
+        get_device("xc9nope")
+    (tmp_path / "bad.json").write_text(json.dumps({"x": {"lut": "many"}}))
+    with pytest.raises(BcnnError, match="needs numbers"):
+        load_devices()
+
+
+def test_chunk_shapes():
+    net = _binarynet()
+    first, conv = net.layers[0], net.layers[3]
+    assert chunk_shape(first, 3) == (1, 1, 1) and chunk_shape(first, 9) == (1, 3, 1)
+    assert chunk_shape(first, 27) == (3, 3, 1) and chunk_shape(first, 2) is None
+    assert legal_simds(conv) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 768, 2304]
+    fc = net.layers[6]  # 4x4x512 window
+    assert chunk_shape(fc, 1024) == (1, 2, 1) and chunk_shape(fc, 4096) == (2, 4, 1)
+
+
+def test_bram_packing():
+    assert bram36_for(512, 72) == 1 and bram36_for(512, 36) == 0.5 and bram36_for(6, 24576) == 341.5
+    assert bram36_for(4096, 2048) == 228 and bram36_for(0, 8) == 0
+
+
+def test_planner_beats_finn_and_respects_the_cap():
+    net = _binarynet()
+    ours = make_plan(net, "xc7vx690t", 90.0, max_util=0.8)
+    finn = make_plan(net, "xc7vx690t", 90.0, max_util=0.8, planner="finn")
+    assert ours["ii_cycles"] < finn["ii_cycles"]
+    for p in (ours, finn):
+        assert p["lut"] <= 0.8 * p["device"]["lut"] and p["bram36"] <= 0.8 * p["device"]["bram36"]
+        assert p["ii_cycles"] == max(la["cycles"] for la in p["layers"])
+        assert {"ii_cycles", "latency_cycles", "fps", "tops", "lut", "ff", "bram36", "dsp", "watts",
+                "layers"} <= set(p)
+        assert p["power"]["static_w"] > 0 and p["watts"] > p["power"]["static_w"]
+    # with a target, the fewest LUTs that meet it
+    t = make_plan(net, "xc7vx690t", 90.0, target_fps=90e6 / 20000)
+    assert t["ii_cycles"] <= 20000 and t["lut"] < ours["lut"]
+    with pytest.raises(BcnnError, match="no folding"):
+        make_plan(net, "xc7z020", 100.0, target_fps=1e6)
+
+
+def test_given_folding_is_checked():
+    net = _binarynet()
+    with pytest.raises(BcnnError, match="SIMD 5"):
+        make_plan(net, pe=[1] * 9, simd=[5] + [1] * 8)
+    with pytest.raises(BcnnError, match="memory style"):
+        make_plan(net, pe=[1] * 9, simd=[1] * 9, mem=["flash"] * 9)
+
+
+def test_multi_pixel_chunks_bit_exact_and_timed(tmp_path):
+    """Every chunk shape (part of a pixel, pixels of a kernel row, whole kernel rows), every memory style,
+    an even kernel with padding, nf > 1 and = 1: bit-exact with the reference, II and latency as planned."""
+    net = random_net(np.random.default_rng(10), (8, 8, 3),
+                     [ConvSpec(6, pad=1), ConvSpec(8, pad=1, pool=2), ConvSpec(4, kernel=2, pad=1)], [6, 10])
+    net.layers[1].pad_bit = 1
+    images = random_images(np.random.default_rng(1), net, 10)
+    expected = run_reference(net, images)
+    for k, (pe, simd, mem) in enumerate([([3, 4, 2, 3, 5], [9, 18, 8, 20, 3], ["logic", "bram", "lutram",
+                                                                               "logic", "bram"]),
+                                         ([6, 2, 4, 1, 2], [27, 54, 16, 100, 6], None)]):
+        plan = make_plan(net, pe=pe, simd=simd, mem=mem)
+        rtl = generate(net, plan, tmp_path / f"rtl{k}")
+        assert lint(rtl) == []
+        res = simulate(rtl, images, expected, build_dir=tmp_path / "build")
+        assert res["mismatches"] == 0
+        assert res["ii_cycles"] == plan["ii_cycles"] and res["latency_cycles"] == plan["latency_cycles"]
