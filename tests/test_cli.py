@@ -57,7 +57,15 @@ def test_run_json(small, tmp_path):
                          "--out", tmp_path / "run", "--json", "--no-synth"))
     assert out["mismatches"] == 0 and out["bit_exact"]
     assert abs(out["ii_cycles"] - out["planned_ii_cycles"]) <= 0.02 * out["planned_ii_cycles"]
-    assert (tmp_path / "run" / "summary.json").is_file()
+    assert out["torch_mismatches"] == 0 and out["fast_engine_mismatches"] == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert {"summary", "plan", "bench", "paper_comparison"} <= set(report)
+    backends = {r["backend"] for r in report["bench"]["results"]}
+    assert {"fast", "torch", "fpga"} <= backends
+    fpga = [r["images_per_s"] for r in report["bench"]["results"] if r["backend"] == "fpga"]
+    assert len(set(fpga)) == 1  # a pipelined design's throughput does not depend on the batch
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "Bit-exact" in page
 
 
 @pytest.mark.parametrize("case", ["truncated_onnx", "not_onnx", "missing_net", "corrupt_net", "bad_images"])

@@ -1,7 +1,8 @@
-"""The main job: one model through every stage, with the time of each, into one summary.
+"""The main job: one model through every stage, with the time of each, into one report.
 
-compile (when given ONNX) → plan → generate → Verilator build and simulate (compared with the reference
-engine, image by image) → Yosys estimate → ``summary.json`` and ``summary.md`` in the output folder.
+compile (when given ONNX) → plan → generate → CPU engines and torch (compared with the reference engine) →
+Verilator build and simulate (compared image by image) → Yosys estimate → CPU benchmarks across batch
+sizes → ``report.html``, ``report.md``, ``report.json`` and ``summary.json`` in the output folder.
 """
 
 from __future__ import annotations
@@ -42,11 +43,17 @@ class _Timer:
 
 
 def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 90.0, images: int = 100,
-             data: str | None = None, out_dir: str | Path = "bcnn-out", skip_synth: bool = False) -> dict:
+             data: str | None = None, out_dir: str | Path = "bcnn-out", skip_synth: bool = False,
+             skip_bench: bool = False, batches: tuple[int, ...] = (1, 4, 16, 64, 256)) -> dict:
     from bcnn import ir
+    from bcnn.bench import _torch_runner, fpga_rows, run_bench
     from bcnn.cli import _load_data, _load_net_any
+    from bcnn.devices import get_device
+    from bcnn.engine.fast import run_fast
     from bcnn.engine.reference import predict, run_reference
     from bcnn.plan import make_plan, save_plan
+    from bcnn.power import estimate
+    from bcnn.report import write_report
     from bcnn.rtl.generate import generate
     from bcnn.sim import simulate
 
@@ -54,7 +61,7 @@ def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 
         raise BcnnError("--images must be at least 1")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    step = _Steps(6 if not skip_synth else 5)
+    step = _Steps(7 - skip_synth - skip_bench)
 
     with step("compile"):
         net = _load_net_any(model)
@@ -66,9 +73,11 @@ def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 
         rtl_dir = out / "rtl"
         generate(net, plan, rtl_dir)
         ir.save(net, rtl_dir / "net.bcnn")
-    with step("reference engine"):
+    with step("CPU engines and torch"):
         ds = _load_data(net, data, images)
         expected = run_reference(net, ds.images)
+        fast_mismatches = int((run_fast(net, ds.images) != expected).any(axis=1).sum())
+        torch_mismatches = int((_torch_runner(net, "cpu", None)(ds.images) != expected).any(axis=1).sum())
         pred = predict(net, expected)
     with step(f"Verilator build and simulate {len(ds)} images"):
         sim = simulate(rtl_dir, ds.images, expected=expected)
@@ -78,33 +87,51 @@ def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 
             from bcnn.synth import synthesize
 
             resources = synthesize(rtl_dir, part=device)
+    fpga = {"ii_cycles": sim["ii_cycles"] or plan["ii_cycles"], "latency_cycles": sim["latency_cycles"],
+            "clock_mhz": clock_mhz}
+    bench = {"results": fpga_rows(fpga, batches), "notes": []}
+    if not skip_bench:
+        with step("CPU benchmarks across batch sizes"):
+            bench = run_bench(net, batches=batches, backends=("fast", "torch", "torch-cuda"), repeats=3,
+                              min_seconds=0.2, fpga=fpga)
 
+    ii = fpga["ii_cycles"]
+    power = estimate(get_device(device), clock_mhz, resources) if resources else None
     summary = {
         "model": str(model),
         "device": device,
         "clock_mhz": clock_mhz,
         "images": len(ds),
         "accuracy": float((pred == ds.labels).mean()) if ds.labels is not None else None,
-        "mismatches": sim["mismatches"],
-        "bit_exact": sim["mismatches"] == 0,
+        "mismatches": sim["mismatches"] + fast_mismatches + torch_mismatches,
+        "rtl_mismatches": sim["mismatches"],
+        "fast_engine_mismatches": fast_mismatches,
+        "torch_mismatches": torch_mismatches,
+        "bit_exact": sim["mismatches"] + fast_mismatches + torch_mismatches == 0,
         "ii_cycles": sim["ii_cycles"],
         "latency_cycles": sim["latency_cycles"],
         "planned_ii_cycles": plan["ii_cycles"],
         "planned_latency_cycles": plan["latency_cycles"],
-        "fps": clock_mhz * 1e6 / sim["ii_cycles"],
+        "fps": clock_mhz * 1e6 / ii,
         "latency_us": sim["latency_cycles"] / clock_mhz,
-        "tops": 2 * net.macs * clock_mhz * 1e6 / sim["ii_cycles"] / 1e12,
+        "tops": 2 * net.macs * clock_mhz * 1e6 / ii / 1e12,
         "macs_per_image": net.macs,
         "sim_cycles_per_s": sim["cycles_per_s"],
         "lut": resources.get("lut"),
         "ff": resources.get("ff"),
         "bram36": resources.get("bram36"),
         "dsp": resources.get("dsp"),
+        "watts": None if power is None else power["watts"],
         "step_seconds": step.times,
         "out_dir": str(out),
     }
+    by_layer = {r["name"]: {"lut": r["lut"], "bram36": r["bram36"]} for r in resources.get("layers", [])}
+    paths = write_report({"summary": summary, "plan": plan, "simulation": {k: v for k, v in sim.items()
+                                                                              if k != "outputs"},
+                          "resources": resources, "resources_by_layer": by_layer, "power": power, "bench": bench},
+                         out)
+    summary["report"] = paths["html"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text(_markdown(summary, plan))
     print(_text(summary), file=sys.stderr, flush=True)
     return summary
 
@@ -113,8 +140,9 @@ def _text(s: dict) -> str:
     lines = [
         "",
         f"bcnn run: {s['model']} on {s['device']} at {s['clock_mhz']:g} MHz",
-        f"  bit-exact RTL vs reference engine: {'yes' if s['bit_exact'] else 'NO'} "
-        f"({s['mismatches']} mismatches in {s['images']} images)",
+        f"  bit-exact (RTL, fast engine, torch vs reference engine): {'yes' if s['bit_exact'] else 'NO'} "
+        f"({s['rtl_mismatches']}, {s['fast_engine_mismatches']}, {s['torch_mismatches']} mismatches in "
+        f"{s['images']} images)",
     ]
     if s["accuracy"] is not None:
         lines.append(f"  accuracy on these images: {s['accuracy']:.1%}")
@@ -125,27 +153,8 @@ def _text(s: dict) -> str:
     ]
     if s["lut"] is not None:
         lines.append(f"  Yosys estimate: LUT {s['lut']:,}  FF {s['ff']:,}  BRAM36 {s['bram36']}  DSP {s['dsp']}")
-    lines.append(f"  written to {s['out_dir']}/ (summary.json, summary.md, rtl/)")
+    if s["watts"] is not None:
+        gops_per_w = 2 * s["macs_per_image"] * s["fps"] / 1e9 / s["watts"]
+        lines.append(f"  power {s['watts']:.2f} W (estimate), {gops_per_w:,.0f} GOPS/W")
+    lines.append(f"  report: {s['report']}  (also report.md, report.json, rtl/ in {s['out_dir']})")
     return "\n".join(lines)
-
-
-def _markdown(s: dict, plan: dict) -> str:
-    rows = "\n".join(f"| {layer['name']} | {layer['pe']} | {layer['simd']} | {layer['cycles']:,} |"
-                     for layer in plan["layers"])
-    return f"""# bcnn run: {s['model']}
-
-| figure | value |
-|---|---|
-| device, clock | {s['device']}, {s['clock_mhz']:g} MHz |
-| images simulated | {s['images']} |
-| RTL vs reference engine mismatches | {s['mismatches']} |
-| accuracy on these images | {s['accuracy'] if s['accuracy'] is None else f"{s['accuracy']:.1%}"} |
-| II (measured / planned) | {s['ii_cycles']:,g} / {s['planned_ii_cycles']:,} cycles |
-| latency (measured / planned) | {s['latency_cycles']:,} / {s['planned_latency_cycles']:,} cycles |
-| throughput | {s['fps']:,.0f} images/s, {s['tops'] * 1000:.2f} GOPS |
-| Yosys LUT / FF / BRAM36 / DSP | {s['lut']} / {s['ff']} / {s['bram36']} / {s['dsp']} |
-
-| layer | PE | SIMD | cycles per image |
-|---|---|---|---|
-{rows}
-"""
