@@ -127,9 +127,12 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, str]:
         plots["latency"] = _latency_plot(bench, out / "latency.png")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
 
-    layer_cols = ["name", "pe", "simd", "cycles", "ii_share", "memory", "lut", "bram36"]
-    layers = [{**layer, **(report.get("resources_by_layer", {}).get(layer["name"], {}))}
-              for layer in report["plan"]["layers"]]
+    layer_cols = ["name", "pe", "simd", "cycles", "ii_share", "mem", "lut (model)", "lut (yosys)",
+                  "bram36 (model)", "bram36 (yosys)"]
+    yosys = report.get("resources_by_layer", {})
+    layers = [{**layer, "lut (model)": layer.get("lut"), "bram36 (model)": layer.get("bram36"),
+               "lut (yosys)": yosys.get(layer["name"], {}).get("lut"),
+               "bram36 (yosys)": yosys.get(layer["name"], {}).get("bram36")} for layer in report["plan"]["layers"]]
     key = [
         {"figure": "images run", "value": s["images"], "source": "measured"},
         {"figure": "accuracy on these images", "value": "n/a" if s["accuracy"] is None else f"{s['accuracy']:.1%}",
