@@ -145,7 +145,7 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, str]:
         {"figure": "latency (µs)", "value": s["latency_us"], "source": "measured cycles at the clock"},
         {"figure": "throughput (images/s)", "value": s["fps"], "source": "measured II at the clock"},
         {"figure": "TOPS", "value": s["tops"], "source": "measured II at the clock"},
-        {"figure": "LUT / FF / BRAM36 / DSP", "value": f"{s['lut']} / {s['ff']} / {s['bram36']} / {s['dsp']}",
+        {"figure": "LUT / FF / BRAM36 / DSP", "value": " / ".join(_fmt(s[k]) for k in ("lut", "ff", "bram36", "dsp")),
          "source": "estimate: Yosys synth_xilinx"},
         {"figure": "power (W)", "value": s.get("watts"), "source": "estimate: bcnn.power model"},
         {"figure": "energy per image (µJ)", "value": None if s.get("watts") is None else s["watts"] / s["fps"] * 1e6,
@@ -172,8 +172,9 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 th{{background:#f3f3f3}}figure{{display:inline-block;margin:0.5em}}img{{max-width:480px}}
 .ok{{color:#1a7f37;font-weight:bold}}.bad{{color:#c00;font-weight:bold}}</style></head><body>
 <h1>bcnn: {html.escape(s['model'])} on {html.escape(s['device'])} at {s['clock_mhz']:g} MHz</h1>
-<p class="{'ok' if s['bit_exact'] else 'bad'}">{'Bit-exact' if s['bit_exact'] else 'NOT bit-exact'}: RTL simulation
-vs integer engine on {s['images']} images ({s['mismatches']} mismatches).</p>
+<p class="{'ok' if s['bit_exact'] else 'bad'}">{'Bit-exact' if s['bit_exact'] else 'NOT bit-exact'}: the RTL
+simulation, the fast engine and torch against the reference engine on {s['images']} images
+({s['mismatches']} mismatches).</p>
 <p><i>measured</i>: this run; <i>estimate</i>: a model (Yosys counts, the power model); <i>paper</i>: Li et al.,
 FPGA 2017.</p>
 <h2>Key figures</h2>{_html_table(key, ["figure", "value", "source"])}
