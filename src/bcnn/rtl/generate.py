@@ -21,6 +21,7 @@ import numpy as np
 
 from bcnn.errors import BcnnError
 from bcnn.ir import Layer, Net, signed_bits
+from bcnn.ir import save as save_net
 from bcnn.plan import W_STYLE_CODE, check_folding, chunk_shape
 
 UNITS_DIR = Path(__file__).parent / "units"
@@ -223,8 +224,11 @@ def generate(net: Net, plan: dict, out_dir: str | Path) -> Path:
         raise BcnnError(f"input_lut needs {net.input_bits} bits; the RTL supports up to 32")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for old in list(out.glob("*.v")) + list(out.glob("*.mem")):
-        old.unlink()  # a previous network's files must not linger
+    # manifest.json is written last and marks a complete directory: remove it first, so that an interrupted
+    # generate leaves a directory that simulate and synth reject ("no manifest.json"), never a mix of two
+    (out / "manifest.json").unlink(missing_ok=True)
+    for old in list(out.glob("*.v")) + list(out.glob("*.mem")) + [out / "net.bcnn"]:
+        old.unlink(missing_ok=True)  # a previous network's files must not linger
     files: list[str] = []
     for unit in UNIT_ORDER:
         shutil.copyfile(UNITS_DIR / f"{unit}.v", out / f"{unit}.v")
@@ -251,6 +255,7 @@ def generate(net: Net, plan: dict, out_dir: str | Path) -> Path:
         "engines": engines,
         "plan": plan,
     }
+    save_net(net, out / "net.bcnn")  # the network this RTL implements: `bcnn simulate` compares against it
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     tmp.replace(out / "manifest.json")
