@@ -313,6 +313,8 @@ def load_plan(path: str | os.PathLike, net: Net) -> dict:
     if plan.get("net") not in (None, net_fingerprint(net)):
         raise BcnnError(f"{path}: plan was made for a network of another structure")
     for i, (la, layer) in enumerate(zip(layers, net.layers, strict=True)):
+        if not isinstance(la, dict):
+            raise BcnnError(f"{path}: plan layer {i} is {type(la).__name__} {la!r}, not an object with pe and simd")
         if la.get("name") != layer.name:
             raise BcnnError(f"{path}: plan layer {i} is {la.get('name')!r}, the network's is {layer.name!r}")
         try:
