@@ -68,8 +68,8 @@ def brevitas_specs(draw):
 def rtl_cases(draw):
     spec = fuzz.ir_spec(HypDraw(draw), rtl=True)
     net, _ = fuzz.ir_net(spec)
-    pe, simd = fuzz.folding(HypDraw(draw), net)
-    return spec, pe, simd
+    pe, simd, mem = fuzz.folding(HypDraw(draw), net)
+    return spec, pe, simd, mem
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -148,14 +148,14 @@ def rtl_root(tmp_path_factory):
 
 # found by this test: input integers that fit in 1 bit (an all-zero input_lut) took the binary datapath
 @example(case=({"input_shape": (4, 4, 2), "convs": [(3, 3, 1, 2)], "fcs": [4], "lut": "zero", "thresholds": "random",
-                "ge": 0.7, "pool_and": 0.3, "n_images": 2, "special_images": True, "seed": 1}, [3, 2], [2, 1]))
+                "ge": 0.7, "pool_and": 0.3, "n_images": 2, "special_images": True, "seed": 1}, [3, 2], [2, 1], None))
 @given(rtl_cases())
 @settings(max_examples=N_RTL, **SLOW)
 def test_rtl_random_nets_lint_clean_and_bit_exact(rtl_root, case):
-    spec, pe, simd = case
+    spec, pe, simd, mem = case
     net, images = fuzz.ir_net(spec)
     rtl = rtl_root / f"n{spec['seed']}_{'-'.join(map(str, pe))}_{'-'.join(map(str, simd))}"
-    res = fuzz.check_rtl(net, images, pe, simd, rtl)  # raises on lint warnings or any mismatch
+    res = fuzz.check_rtl(net, images, pe, simd, rtl, mem=mem)  # raises on lint warnings or any mismatch
     assert res["mismatches"] == 0
 
 

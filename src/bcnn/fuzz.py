@@ -15,8 +15,8 @@ Three kinds of case:
 * ``brevitas_case``: a Brevitas ``tiny`` model with random topology and batch-norm (negative scales, zero
   variance, zero scale), exported to QONNX and compiled; checked torch == qonnx executor == reference ==
   fast on the last layer's integer accumulators.
-* ``folding`` + ``check_rtl``: a random legal PE/SIMD per layer, the generated Verilog linted and simulated
-  with Verilator, outputs == reference.
+* ``folding`` + ``check_rtl``: a random legal PE/SIMD/weight memory per layer, the generated Verilog
+  linted and simulated with Verilator, outputs == reference.
 """
 
 from __future__ import annotations
@@ -141,11 +141,18 @@ def ir_net(spec: dict) -> tuple[Net, np.ndarray]:
     return net, images
 
 
-def folding(d: Draw, net: Net) -> tuple[list[int], list[int]]:
-    """A random legal (PE, SIMD) per layer: PE divides C_out, SIMD divides C_in."""
+def folding(d: Draw, net: Net) -> tuple[list[int], list[int], list[str] | None]:
+    """A random legal (PE, SIMD, weight memory style) per layer: PE divides C_out; SIMD is any chunk the RTL
+    accepts (``bcnn.plan.legal_simds``: divisors of C_in, or whole kernel pixels / rows); memory style random
+    where the planner has styles (None: the planner's choice)."""
+    from bcnn import plan as bplan
+
+    legal = getattr(bplan, "legal_simds", lambda layer: divisors(layer.in_ch))
     pe = [d.choice(divisors(layer.out_ch)) for layer in net.layers]
-    simd = [d.choice(divisors(layer.in_ch)) for layer in net.layers]
-    return pe, simd
+    simd = [d.choice(legal(layer)) for layer in net.layers]
+    styles = getattr(bplan, "MEM_STYLES", None)
+    mem = [d.choice(styles) for _ in net.layers] if styles and d.bool(0.7) else None
+    return pe, simd, mem
 
 
 # --------------------------------------------------------------------------------------- engines
@@ -320,7 +327,7 @@ def check_brevitas(spec: dict, work_dir: str | Path | None = None) -> BrevitasRe
 
 
 def check_rtl(net: Net, images: np.ndarray, pe: list[int], simd: list[int], rtl_dir: str | Path,
-              build_dir: str | Path | None = None, lint: bool = True) -> dict:
+              build_dir: str | Path | None = None, lint: bool = True, mem: list[str] | None = None) -> dict:
     """Plan with the folding, generate, lint (``verilator --lint-only -Wall``) and simulate: RTL == reference."""
     from bcnn.engine.reference import run_reference
     from bcnn.plan import make_plan
@@ -328,7 +335,7 @@ def check_rtl(net: Net, images: np.ndarray, pe: list[int], simd: list[int], rtl_
     from bcnn.sim import lint as run_lint
     from bcnn.sim import simulate
 
-    plan = make_plan(net, pe=pe, simd=simd)
+    plan = make_plan(net, pe=pe, simd=simd, **({"mem": mem} if mem else {}))
     generate(net, plan, rtl_dir)
     if lint:
         warnings_ = run_lint(rtl_dir)
