@@ -77,7 +77,7 @@ def main() -> int:
     ap.add_argument("--target-fps", type=float)
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=1, help="Yosys engines in parallel")
-    ap.add_argument("--steps", default="plan,generate,sim,synth")
+    ap.add_argument("--steps", default="plan,generate,sim,synth,report")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     device = args.device or {"binarynet": "xc7vx690t", "cnv": "xc7z020"}[args.net]
@@ -184,6 +184,27 @@ def main() -> int:
                     "engines": rows, "yosys": res["yosys"]}
 
         step(out, "synth", do_synth)
+
+    if "report" in steps and (out / "synth.json").is_file():
+        # the resource model (as calibrated now) against the Yosys figures of every engine
+        from bcnn.resources import estimate_layer
+
+        syn = json.loads((out / "synth.json").read_text())
+        rows, tot = [], {"model": 0, "yosys": 0}
+        for i, (e, la) in enumerate(zip(syn["engines"], plan["layers"], strict=True)):
+            m = estimate_layer(net, i, la["pe"], la["simd"], la["mem"])
+            rows.append({"name": e["name"], "pe": la["pe"], "simd": la["simd"], "mem": la["mem"],
+                         "yosys_lut": e["yosys_lut"], "model_lut": m["lut"],
+                         "lut_error": round((m["lut"] - e["yosys_lut"]) / max(e["yosys_lut"], 1), 4),
+                         "yosys_ff": e["yosys_ff"], "model_ff": m["ff"],
+                         "yosys_bram36": e["yosys_bram36"], "model_bram36": m["bram36"]})
+            tot["model"] += m["lut"]
+            tot["yosys"] += e["yosys_lut"]
+        rep = {"engines": rows, "total_lut_error": (tot["model"] - tot["yosys"]) / tot["yosys"],
+               "mean_abs_engine_lut_error": float(np.mean([abs(r["lut_error"]) for r in rows]))}
+        (out / "model_error.json").write_text(json.dumps(rep, indent=1) + "\n")
+        log(f"model vs Yosys: total LUT error {rep['total_lut_error']:+.1%}, mean |engine error| "
+            f"{rep['mean_abs_engine_lut_error']:.1%}")
     log("finished")
     return 0
 

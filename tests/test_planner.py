@@ -72,6 +72,8 @@ def test_planner_beats_finn_and_respects_the_cap():
     t = make_plan(net, "xc7vx690t", 90.0, target_fps=90e6 / 20000)
     assert t["ii_cycles"] <= 20000 and t["lut"] < ours["lut"]
     with pytest.raises(BcnnError, match="no folding"):
+        make_plan(net, "xc7z020", 100.0, target_fps=50_000)
+    with pytest.raises(BcnnError, match="streaming the input"):
         make_plan(net, "xc7z020", 100.0, target_fps=1e6)
 
 
@@ -100,3 +102,19 @@ def test_multi_pixel_chunks_bit_exact_and_timed(tmp_path):
         res = simulate(rtl, images, expected, build_dir=tmp_path / "build")
         assert res["mismatches"] == 0
         assert res["ii_cycles"] == plan["ii_cycles"] and res["latency_cycles"] == plan["latency_cycles"]
+
+
+def test_cli_plan_json_and_table(tmp_path, capsys):
+    from bcnn import ir
+    from bcnn.cli import main
+
+    net = random_net(np.random.default_rng(3), (8, 8, 3), [ConvSpec(8, pad=1, pool=2)], [10])
+    ir.save(net, tmp_path / "n.bcnn")
+    assert main(["plan", str(tmp_path / "n.bcnn"), "--device", "xc7z020", "--clock-mhz", "100",
+                 "--max-util", "0.5", "--json", "-o", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr()
+    plan = json.loads(out.out.strip().splitlines()[-1])
+    assert {"ii_cycles", "latency_cycles", "fps", "tops", "lut", "ff", "bram36", "dsp", "watts",
+            "layers"} <= set(plan)
+    assert "share of II" in out.err and "BRAM36" in out.err and "estimate" in out.err
+    assert main(["plan", str(tmp_path / "n.bcnn"), "--device", "xc7z020", "--target-fps", "1e9"]) == 2

@@ -21,8 +21,8 @@ import math
 
 from bcnn.errors import BcnnError
 from bcnn.ir import Net
-from bcnn.plan import MEM_STYLES, divisors, legal_simds
-from bcnn.resources import estimate_geometry, geometry
+from bcnn.plan import divisors, legal_simds
+from bcnn.resources import PLAN_STYLES, estimate_geometry, geometry
 
 LAMBDAS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
 
@@ -36,7 +36,7 @@ def _configs(net: Net, i: int) -> list[dict]:
         for simd in legal_simds(layer):
             g = geometry(net, i, pe, simd)
             cycles = oh * ow * g["words"]
-            for mem in MEM_STYLES:
+            for mem in PLAN_STYLES:
                 e = estimate_geometry(g, mem)
                 out.append({"pe": pe, "simd": simd, "mem": mem, "cycles": cycles, **e})
     # keep the Pareto front in (cycles, lut, bram36, ff)
@@ -84,7 +84,7 @@ def _finn(net: Net, configs_all: list[list[dict]], ii: int, dev: dict) -> list[d
                 return None
         g = geometry(net, i, pes[pi], simds[si])
         best = None
-        for mem in MEM_STYLES:
+        for mem in PLAN_STYLES:
             e = estimate_geometry(g, mem)
             cost = e["lut"] / dev["lut"] + e["bram36"] / max(dev["bram36"], 1)
             if best is None or cost < best[0]:
@@ -114,7 +114,10 @@ def plan_folding(net: Net, dev: dict, clock_mhz: float, target_fps: float | None
         return _choose(configs, ii, dev, cap)
 
     if target_fps is not None:
-        ii = max(floor_ii, math.floor(clock_mhz * 1e6 / target_fps))
+        ii = math.floor(clock_mhz * 1e6 / target_fps)
+        if ii < floor_ii:
+            raise BcnnError(f"{target_fps:g} images/s needs an II of {ii} cycles, but streaming the input "
+                            f"(one pixel per cycle) or the outputs alone takes {floor_ii}")
         pick = pick_for(ii)
         if pick is None:
             raise BcnnError(f"no folding reaches {target_fps:g} images/s (II {ii} cycles) within "

@@ -28,6 +28,9 @@ from bcnn.ir import Net
 COEFF_FILE = Path(__file__).parent / "devices" / "resources.json"
 TOP_LUT = 0  # the top level only wires engines together
 BUF_BRAM_MIN_BITS = 4096  # a frame-buffer bank of at least this many bits goes to block RAM, else LUT RAM
+# Styles the planner chooses from. "lutram" (a ROM in distributed RAM) is legal RTL and Vivado maps it, but
+# Yosys 0.70's memory_libmap finds no LUT-RAM mapping for a ROM, so it is neither planned nor calibrated.
+PLAN_STYLES = ("logic", "bram")
 
 LUT_FEATURES = ("const", "pop", "int", "acc", "wlogic_small", "wlogic_big", "wlut", "buf_lut", "rot",
                 "thr", "out", "banks")
@@ -119,6 +122,12 @@ def bram(g: dict, mem: str) -> float:
     return b
 
 
+def dsp(g: dict) -> int:
+    """Yosys maps the frame-buffer address products (word row x a constant that is not a power of two)
+    to DSP48 slices: one per bank when the buffer is banked (measured on the generated units)."""
+    return g["banks"] if g["banks"] > 1 else 0
+
+
 _COEFFS: dict | None = None
 
 
@@ -140,7 +149,7 @@ def estimate_geometry(g: dict, mem: str) -> dict:
     lf, ff = features(g, mem)
     co = coefficients()
     return {"lut": int(round(_dot(lf, co["lut"]))), "ff": int(round(_dot(ff, co["ff"]))),
-            "bram36": bram(g, mem), "dsp": 0}
+            "bram36": bram(g, mem), "dsp": dsp(g)}
 
 
 def estimate_layer(net: Net, i: int, pe: int, simd: int, mem: str, dev: dict | None = None) -> dict:
@@ -152,7 +161,7 @@ def cheapest_style(net: Net, i: int, pe: int, simd: int, dev: dict) -> str:
     """The weight memory style with the smallest share of the device (LUT and BRAM weighed by the part)."""
     g = geometry(net, i, pe, simd)
     best = None
-    for mem in ("logic", "lutram", "bram"):
+    for mem in PLAN_STYLES:
         e = estimate_geometry(g, mem)
         cost = e["lut"] / dev["lut"] + (e["bram36"] / dev["bram36"] if dev["bram36"] else math.inf)
         if best is None or cost < best[0]:
@@ -183,17 +192,13 @@ def calibration_grid() -> list[dict]:
     for h, c, o, k, pad, pe, simd, mem in [
         (8, 32, 32, 3, 1, 4, 32, "logic"), (8, 32, 32, 3, 1, 8, 32, "logic"), (8, 32, 32, 3, 1, 16, 96, "logic"),
         (8, 32, 32, 3, 1, 8, 288, "logic"), (8, 32, 32, 3, 1, 32, 288, "logic"),
-        (8, 64, 64, 3, 1, 8, 64, "bram"), (8, 64, 64, 3, 1, 16, 192, "bram"), (8, 64, 64, 3, 1, 4, 16, "bram"),
-        (8, 64, 64, 3, 1, 8, 64, "lutram"), (8, 64, 64, 3, 1, 4, 192, "lutram"),
-        (8, 64, 64, 3, 1, 2, 64, "logic"), (8, 64, 64, 3, 1, 32, 192, "logic"),
-        (16, 16, 32, 3, 0, 8, 16, "logic"), (16, 16, 32, 3, 0, 16, 48, "lutram"), (16, 16, 32, 3, 0, 4, 8, "bram"),
-        (4, 128, 64, 4, 0, 4, 256, "bram"), (4, 128, 64, 4, 0, 8, 512, "logic"), (1, 256, 64, 1, 0, 4, 64, "bram"),
-        (1, 256, 64, 1, 0, 16, 256, "logic"), (1, 256, 64, 1, 0, 2, 32, "lutram"),
+        (8, 64, 64, 3, 1, 8, 64, "bram"), (8, 64, 64, 3, 1, 16, 192, "bram"),
+        (8, 64, 64, 3, 1, 2, 64, "logic"), (16, 16, 32, 3, 0, 4, 8, "bram"), (4, 128, 64, 4, 0, 4, 256, "bram"),
+        (1, 256, 64, 1, 0, 16, 256, "logic"),
     ]:
         grid.append({"h": h, "c": c, "o": o, "k": k, "pad": pad, "pe": pe, "simd": simd, "mem": mem,
                      "first": False})
-    for h, o, pe, simd, mem in [(8, 16, 4, 9, "logic"), (8, 16, 8, 27, "logic"), (8, 32, 4, 3, "bram"),
-                                (8, 32, 16, 27, "lutram")]:
+    for h, o, pe, simd, mem in [(8, 16, 8, 27, "logic"), (8, 32, 4, 3, "bram")]:
         grid.append({"h": h, "c": 3, "o": o, "k": 3, "pad": 1, "pe": pe, "simd": simd, "mem": mem,
                      "first": True})
     return grid
