@@ -341,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     except BcnnError as e:
         print(f"bcnn {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an output path that cannot be written (a file where a folder goes, no permission, ...)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"bcnn {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"bcnn {args.command}: interrupted", file=sys.stderr)
         return 130
