@@ -178,7 +178,7 @@ def cmd_plan(args) -> dict:
 def cmd_calibrate(args) -> dict:
     from bcnn.resources import calibrate
 
-    r = calibrate(out_path=args.output, work=args.work, jobs=args.jobs)
+    r = calibrate(out_path=args.output, work=args.work, jobs=args.jobs, designs=args.design or [])
     _log(f"resource model: LUT error against Yosys mean {r['lut_mean_abs_rel_error']:.1%}, "
          f"max {r['lut_max_abs_rel_error']:.1%} over {len(r['rows'])} engines")
     return {k: v for k, v in r.items() if k != "rows"}
@@ -293,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", help="coefficient file to write (default: the one shipped in the package)")
     sp.add_argument("--work", help="directory for the generated engines (default: a temporary one)")
     sp.add_argument("--jobs", type=int, default=1, help="Yosys runs in parallel")
+    sp.add_argument("--design", action="append",
+                    help="a generated RTL directory (net.bcnn in or beside it) whose engines join the fit; repeatable")
 
     sp = add("generate", cmd_generate, "generate the streaming accelerator's Verilog")
     sp.add_argument("net")

@@ -32,14 +32,14 @@ BUF_BRAM_MIN_BITS = 4096  # a frame-buffer bank of at least this many bits goes 
 # Yosys 0.70's memory_libmap finds no LUT-RAM mapping for a ROM, so it is neither planned nor calibrated.
 PLAN_STYLES = ("logic", "bram")
 
-LUT_FEATURES = ("const", "pop", "int", "acc", "wlogic_small", "wlogic_big", "wlut", "buf_lut", "rot",
+LUT_FEATURES = ("const", "pop_const", "pop_var", "int", "acc", "rom_mid", "rom_big", "buf_lut", "rot",
                 "thr", "out", "banks")
 FF_FEATURES = ("const", "aw_reg", "ax", "acc", "q", "thr", "out", "banks")
 
 # Used until `bcnn calibrate` has written devices/resources.json.
 DEFAULT_COEFFS = {
-    "lut": {"const": 150, "pop": 1.0, "int": 0.6, "acc": 2.0, "wlogic_small": 1.0, "wlogic_big": 1.5,
-            "wlut": 1.5, "buf_lut": 1.0, "rot": 1.0, "thr": 0.5, "out": 1.0, "banks": 30},
+    "lut": {"const": 150, "pop_const": 1.4, "pop_var": 2.8, "int": 1.5, "acc": 2.0, "rom_mid": 2.0,
+            "rom_big": 2.0, "buf_lut": 1.0, "rot": 1.0, "thr": 0.5, "out": 1.0, "banks": 30},
     "ff": {"const": 100, "aw_reg": 1.0, "ax": 1.0, "acc": 1.0, "q": 1.0, "thr": 1.0, "out": 2.0,
            "banks": 20},
 }
@@ -88,14 +88,17 @@ def features(g: dict, mem: str) -> tuple[dict, dict]:
     """(LUT features, FF features) of an engine with geometry ``g`` and weight memory style ``mem``."""
     bits = g["pe"] * g["simd"]
     d = g["words"]
+    # XNOR with constant weights (one word) folds into the popcount LUTs; a ROM of up to 16 words per bit
+    # still merges with its XNOR (4 address bits + the input); deeper ROMs need LUTs of their own.
+    var = d > 1
     lut = {
         "const": 1.0,
-        "pop": bits if g["ew"] == 1 else 0.0,
+        "pop_const": bits if g["ew"] == 1 and not var else 0.0,
+        "pop_var": bits if g["ew"] == 1 and var else 0.0,
         "int": bits * (g["ew"] + 1) if g["ew"] > 1 else 0.0,
         "acc": g["pe"] * g["aw"],
-        "wlogic_small": bits * _clog2(d) / 6 if mem == "logic" and 1 < d <= 64 else 0.0,
-        "wlogic_big": bits * d / 64 if mem == "logic" and d > 64 else 0.0,
-        "wlut": bits * math.ceil(d / 64) if mem == "lutram" else 0.0,
+        "rom_mid": bits if mem == "logic" and 16 < d <= 64 else 0.0,
+        "rom_big": bits * d / 64 if mem == "logic" and d > 64 else 0.0,
         "buf_lut": 0.0 if g["buf_bram"] else g["banks"] * g["pw"] * math.ceil(g["buf_depth"] / 64),
         "rot": g["simd"] * g["ew"] * (_mux(g["banks"]) + _mux(g["cs"])),
         "thr": 0.0 if g["last"] else g["pe"] * (g["aw"] + 1) * (1 if g["nf"] > 1 else 0),
@@ -239,6 +242,34 @@ def measure_point(pt: dict, work: Path, cache_dir: Path | None = None) -> dict:
             "seconds": row["seconds"], "cached": row["cached"]}
 
 
+def design_rows(rtl_dir: str | os.PathLike, cache_dir: Path | None = None) -> list[dict]:
+    """Calibration rows from a generated design's engines (Yosys per engine, from the cache when there)."""
+    from bcnn.synth import synthesize
+
+    rtl = Path(rtl_dir)
+    man = json.loads((rtl / "manifest.json").read_text())
+    net = ir_load(rtl)
+    res = synthesize(rtl, cache_dir=cache_dir, progress=False)
+    rows = []
+    for i, (row, la) in enumerate(zip(res["layers"], man["plan"]["layers"], strict=True)):
+        g = geometry(net, i, la["pe"], la["simd"])
+        rows.append({"point": {"design": str(rtl), "engine": row["name"], "pe": la["pe"], "simd": la["simd"],
+                               "mem": la.get("mem", "logic")},
+                     "geometry": g, "yosys": {k: row[k] for k in ("lut", "ff", "bram36", "dsp")},
+                     "seconds": row["seconds"], "cached": row["cached"]})
+    return rows
+
+
+def ir_load(rtl: Path) -> Net:
+    """The network of a generated design: net.bcnn in the RTL directory or beside it."""
+    from bcnn import ir
+
+    for p in (rtl / "net.bcnn", rtl.parent / "net.bcnn"):
+        if p.is_file():
+            return ir.load(p)
+    raise BcnnError(f"{rtl}: no net.bcnn in or beside it; cannot use it for calibration")
+
+
 def fit(rows: list[dict]) -> dict:
     """Coefficients (non-negative, relative-error weighted least squares) from measured rows."""
     out = {}
@@ -253,8 +284,10 @@ def fit(rows: list[dict]) -> dict:
 
 
 def calibrate(out_path: str | os.PathLike | None = None, work: str | os.PathLike | None = None,
-              jobs: int = 1, progress: bool = True) -> dict:
-    """Synthesize the calibration grid (cached per engine), fit the model, write the coefficient file."""
+              jobs: int = 1, progress: bool = True, designs: list[str | os.PathLike] = ()) -> dict:
+    """Synthesize the calibration grid (cached per engine), fit the model, write the coefficient file.
+
+    ``designs``: generated RTL directories whose engines join the grid (whole engines of real networks)."""
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
@@ -275,6 +308,8 @@ def calibrate(out_path: str | os.PathLike | None = None, work: str | os.PathLike
                 rows = list(pool.map(one, grid))
         else:
             rows = [one(pt) for pt in grid]
+    for d in designs:
+        rows += design_rows(d)
     co = fit(rows)
     global _COEFFS
     _COEFFS = co
