@@ -118,3 +118,27 @@ def test_cli_plan_json_and_table(tmp_path, capsys):
             "layers"} <= set(plan)
     assert "share of II" in out.err and "BRAM36" in out.err and "estimate" in out.err
     assert main(["plan", str(tmp_path / "n.bcnn"), "--device", "xc7z020", "--target-fps", "1e9"]) == 2
+
+
+def test_fit_recovers_known_coefficients():
+    """The calibration fit (non-negative least squares on the model's features) recovers a known model."""
+    from bcnn.resources import LUT_FEATURES, estimate_geometry, features, fit, geometry
+
+    net = _binarynet()
+    truth = {"lut": {f: 0.0 for f in LUT_FEATURES}, "ff": {"const": 100.0, "ax": 1.0}}
+    truth["lut"].update(const=80.0, pop_const=1.0, pop_var=2.0, int=2.0, acc=3.0, rom_mid=2.5, rot=3.0)
+    rows = []
+    for i, pe, simd, mem in [(0, 64, 9, "logic"), (0, 8, 27, "bram"), (1, 64, 384, "logic"), (1, 8, 128, "bram"),
+                             (2, 16, 1152, "logic"), (3, 32, 768, "logic"), (3, 4, 256, "bram"),
+                             (4, 512, 2304, "logic"), (5, 16, 1536, "bram"), (6, 4, 512, "bram"),
+                             (7, 1, 256, "bram"), (2, 32, 384, "logic"), (5, 64, 512, "logic")]:
+        g = geometry(net, i, pe, simd)
+        lf, ff = features(g, mem)
+        y = {"lut": sum(truth["lut"][k] * v for k, v in lf.items()),
+             "ff": sum(truth["ff"].get(k, 0.0) * v for k, v in ff.items()), "bram36": 0, "dsp": 0}
+        rows.append({"point": {"mem": mem}, "geometry": g, "yosys": y})
+    co = fit(rows)
+    for r in rows:
+        lf, _ = features(r["geometry"], r["point"]["mem"])
+        assert sum(co["lut"][k] * v for k, v in lf.items()) == pytest.approx(r["yosys"]["lut"], rel=1e-3)
+    assert estimate_geometry(rows[0]["geometry"], "logic")["bram36"] == 3.0
