@@ -128,7 +128,8 @@ def summarize(records: list[dict], wall: float) -> dict:
              "pool": dict(Counter(str(p) for c in cover for p in c["pool"])),
              "pad": dict(sorted(Counter(p for c in cover for p in c["pad"]).items()))}
         if kind == "rtl":
-            k["ii_equals_plan"] = sum(r.get("ii_cycles") == r.get("plan_ii_cycles") for r in rs if r["ok"])
+            timed = [r for r in rs if r["ok"] and r.get("ii_cycles") is not None]  # II needs >= 2 images
+            k["ii_equals_plan"] = f"{sum(r['ii_cycles'] == r['plan_ii_cycles'] for r in timed)} of {len(timed)}"
             k["folded_layers_simd_over_cin"] = sum(r.get("simd_spanning_layers", 0) for r in rs)
             k["mem_styles"] = dict(Counter(m for r in rs for m in (r.get("mem") or ["planner"])))
             k["build_seconds_median"] = round(float(np.median([r["build_s"] for r in rs if r["ok"]] or [0])), 1)
