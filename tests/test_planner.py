@@ -126,7 +126,7 @@ def test_fit_recovers_known_coefficients():
 
     net = _binarynet()
     truth = {"lut": {f: 0.0 for f in LUT_FEATURES}, "ff": {"const": 100.0, "ax": 1.0}}
-    truth["lut"].update(const=80.0, pop_const=1.0, pop_var=2.0, int=2.0, acc=3.0, rom_mid=2.5, rot=3.0)
+    truth["lut"].update(const=80.0, pop_const=1.0, pop_var=2.0, int=2.0, acc=3.0, rom_32=1.5, rom_64=2.5, rot=3.0)
     rows = []
     for i, pe, simd, mem in [(0, 64, 9, "logic"), (0, 8, 27, "bram"), (1, 64, 384, "logic"), (1, 8, 128, "bram"),
                              (2, 16, 1152, "logic"), (3, 32, 768, "logic"), (3, 4, 256, "bram"),

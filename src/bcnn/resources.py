@@ -32,13 +32,13 @@ BUF_BRAM_MIN_BITS = 4096  # a frame-buffer bank of at least this many bits goes 
 # Yosys 0.70's memory_libmap finds no LUT-RAM mapping for a ROM, so it is neither planned nor calibrated.
 PLAN_STYLES = ("logic", "bram")
 
-LUT_FEATURES = ("const", "pop_const", "pop_var", "int", "acc", "rom_mid", "rom_big", "buf_lut", "rot",
+LUT_FEATURES = ("const", "pop_const", "pop_var", "int", "acc", "rom_32", "rom_64", "rom_big", "buf_lut", "rot",
                 "thr", "out", "banks")
 FF_FEATURES = ("const", "aw_reg", "ax", "acc", "q", "thr", "out", "banks")
 
 # Used until `bcnn calibrate` has written devices/resources.json.
 DEFAULT_COEFFS = {
-    "lut": {"const": 150, "pop_const": 1.4, "pop_var": 2.8, "int": 1.5, "acc": 2.0, "rom_mid": 2.0,
+    "lut": {"const": 150, "pop_const": 1.4, "pop_var": 2.8, "int": 1.5, "acc": 2.0, "rom_32": 1.0, "rom_64": 2.0,
             "rom_big": 2.0, "buf_lut": 1.0, "rot": 1.0, "thr": 0.5, "out": 1.0, "banks": 30},
     "ff": {"const": 100, "aw_reg": 1.0, "ax": 1.0, "acc": 1.0, "q": 1.0, "thr": 1.0, "out": 2.0,
            "banks": 20},
@@ -89,7 +89,8 @@ def features(g: dict, mem: str) -> tuple[dict, dict]:
     bits = g["pe"] * g["simd"]
     d = g["words"]
     # XNOR with constant weights (one word) folds into the popcount LUTs; a ROM of up to 16 words per bit
-    # still merges with its XNOR (4 address bits + the input); deeper ROMs need LUTs of their own.
+    # still merges with its XNOR (4 address bits + the input); 17-32 words (5 address bits) partly, deeper
+    # ROMs need LUTs of their own.
     var = d > 1
     lut = {
         "const": 1.0,
@@ -97,7 +98,8 @@ def features(g: dict, mem: str) -> tuple[dict, dict]:
         "pop_var": bits if g["ew"] == 1 and var else 0.0,
         "int": bits * (g["ew"] + 1) if g["ew"] > 1 else 0.0,
         "acc": g["pe"] * g["aw"],
-        "rom_mid": bits if mem == "logic" and 16 < d <= 64 else 0.0,
+        "rom_32": bits if mem == "logic" and 16 < d <= 32 else 0.0,
+        "rom_64": bits if mem == "logic" and 32 < d <= 64 else 0.0,
         "rom_big": bits * d / 64 if mem == "logic" and d > 64 else 0.0,
         "buf_lut": 0.0 if g["buf_bram"] else g["banks"] * g["pw"] * math.ceil(g["buf_depth"] / 64),
         "rot": g["simd"] * g["ew"] * (_mux(g["banks"]) + _mux(g["cs"])),
