@@ -185,14 +185,12 @@ def cmd_calibrate(args) -> dict:
 
 
 def cmd_generate(args) -> dict:
-    from bcnn import ir
     from bcnn.plan import load_plan, make_plan
     from bcnn.rtl.generate import generate
 
     net = _load_net_any(args.net)
     plan = load_plan(args.plan, net) if args.plan else make_plan(net)
     manifest = generate(net, plan, args.output)
-    ir.save(net, Path(args.output) / "net.bcnn")  # simulate compares against this network
     _log(f"wrote {args.output} ({manifest})")
     return {"rtl_dir": str(args.output), "manifest": str(manifest), "ii_cycles": plan["ii_cycles"]}
 

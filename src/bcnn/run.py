@@ -72,7 +72,6 @@ def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 
     with step("generate Verilog"):
         rtl_dir = out / "rtl"
         generate(net, plan, rtl_dir)
-        ir.save(net, rtl_dir / "net.bcnn")
     with step("CPU engines and torch"):
         ds = _load_data(net, data, images)
         expected = run_reference(net, ds.images)
