@@ -8,7 +8,6 @@ and ``bcnn.engine.reference`` on the uint8 images -- and so must the argmax.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -171,19 +170,33 @@ def test_constant_channel_thresholds(tmp_path):
     np.testing.assert_array_equal(last_layer_accumulators(model, _to_float(images)), run_reference(net, images))
 
 
-@pytest.mark.skipif(not os.environ.get("BCNN_SLOW_TESTS"), reason="about 10 s; set BCNN_SLOW_TESTS=1")
-def test_cnv_compiles_bit_exact(tmp_path):
-    """FINN's CNV-W1A1 topology (valid convolutions, pooling after the sign, TensorNorm head)."""
+TOPOLOGIES = {
+    # FINN's CNV-W1A1: valid convolutions, pooling after the sign, TensorNorm head
+    "cnv": ([64, 64, 128, 128, 256, 256, 512, 512, 10], [1, 2, 1, 2, 1, 1, 1, 1, 1]),
+    # the paper's BinaryNet: padding 1 (±1 in binary layers), pooling before batch-norm, BatchNorm1d head
+    "binarynet": ([128, 128, 256, 256, 512, 512, 1024, 1024, 10], [1, 2, 1, 2, 1, 2, 1, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("arch", list(TOPOLOGIES))
+def test_reference_topologies_bit_exact(tmp_path, arch):
+    """Full-size topologies with random weights: export, compile, and torch == fast engine == reference."""
+    from bcnn.engine.fast import run_fast
+
     torch.manual_seed(3)
     rng = np.random.default_rng(3)
-    model = build_model("cnv")
-    images = _images(rng, 32, 2)
+    model = build_model(arch)
+    images = _images(rng, 32, 3)
     x = _to_float(images)
     randomize_batchnorm(model, rng, calibrate=x)
+    model.eval()
     net = compile_onnx(_export(tmp_path, model, 32, batch=1))
-    assert [layer.out_ch for layer in net.layers] == [64, 64, 128, 128, 256, 256, 512, 512, 10]
-    assert [layer.pool for layer in net.layers] == [1, 2, 1, 2, 1, 1, 1, 1, 1]
-    np.testing.assert_array_equal(last_layer_accumulators(model, x), run_reference(net, images))
+    channels, pools = TOPOLOGIES[arch]
+    assert [layer.out_ch for layer in net.layers] == channels
+    assert [layer.pool for layer in net.layers] == pools
+    acc_torch = last_layer_accumulators(model, x)
+    np.testing.assert_array_equal(run_fast(net, images), acc_torch)
+    np.testing.assert_array_equal(run_reference(net, images[:1]), acc_torch[:1])
 
 
 # ------------------------------------------------------------------------------------------ bad input
