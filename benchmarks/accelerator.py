@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn import ir
+from bcnn.fileio import json_default
 from bcnn.randnet import ConvSpec, random_net
 
 TOPOLOGIES = {
@@ -51,20 +52,10 @@ def step(out: Path, name: str, fn):
     res = fn()
     res["seconds"] = round(time.monotonic() - t0, 1)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=1, default=_default) + "\n")
+    tmp.write_text(json.dumps(res, indent=1, default=json_default) + "\n")
     tmp.replace(path)
     log(f"{name}: {res['seconds']} s")
     return res
-
-
-def _default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def main() -> int:

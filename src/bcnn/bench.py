@@ -219,8 +219,8 @@ def _cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def plot(result: dict, path: str | os.PathLike, title: str = "") -> Path:
-    """PNG of images/s against batch size, log-log, one line per backend."""
+def plot(result: dict, path: str | os.PathLike, title: str = "", metric: str = "images_per_s") -> Path:
+    """PNG of ``metric`` (images_per_s or latency_ms) against batch size, log-log, one line per backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,12 +229,12 @@ def plot(result: dict, path: str | os.PathLike, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for name in dict.fromkeys(r["backend"] for r in result["results"]):
         rows = sorted((r for r in result["results"] if r["backend"] == name), key=lambda r: r["batch"])
-        ax.plot([r["batch"] for r in rows], [r["images_per_s"] for r in rows], marker="o", label=name)
+        ax.plot([r["batch"] for r in rows], [r[metric] for r in rows], marker="o", label=name)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
-    ax.set_ylabel("images / s")
-    ax.set_title(title or "throughput against batch size")
+    ax.set_ylabel({"images_per_s": "images / s", "latency_ms": "latency of a batch (ms)"}[metric])
+    ax.set_title(title or f"{'throughput' if metric == 'images_per_s' else 'latency'} against batch size")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

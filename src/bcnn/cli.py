@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
+from bcnn.fileio import json_default
 
 DEFAULT_MODEL = "tiny"
 DEFAULT_DEVICE = "xc7vx690t"
@@ -349,20 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bcnn {args.command}: interrupted", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(result, default=_json_default))
+        print(json.dumps(result, default=json_default))
     return 0
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader (or a later command) never sees a half-written artifact."""
+"""Writing artifacts: atomically (a reader never sees a half-written file), and JSON with numpy values."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -24,3 +26,16 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_default(o):
+    """``json.dumps(..., default=json_default)``: the numpy scalars and arrays and the paths results carry."""
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")

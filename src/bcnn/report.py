@@ -70,29 +70,6 @@ def _best(bench: dict | None, batch: int | None, exclude: tuple[str, ...]) -> di
     return max(rows, key=lambda r: r["images_per_s"]) if rows else None
 
 
-def _latency_plot(bench: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for name in dict.fromkeys(r["backend"] for r in bench["results"]):
-        rows = sorted((r for r in bench["results"] if r["backend"] == name), key=lambda r: r["batch"])
-        ax.plot([r["batch"] for r in rows], [r["latency_ms"] for r in rows], marker="o", label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("latency of a batch (ms)")
-    ax.set_title("latency against batch size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def _md_table(rows: list[dict], cols: list[str]) -> str:
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     out += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
@@ -124,7 +101,8 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, str]:
     plots = {}
     if bench and bench.get("results"):
         plots["throughput"] = plot(bench, out / "throughput.png", title=f"{s['model']}: images/s against batch size")
-        plots["latency"] = _latency_plot(bench, out / "latency.png")
+        plots["latency"] = plot(bench, out / "latency.png", title=f"{s['model']}: latency against batch size",
+                                metric="latency_ms")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
 
     layer_cols = ["name", "pe", "simd", "cycles", "ii_share", "mem", "lut (model)", "lut (yosys)",
