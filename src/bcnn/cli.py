@@ -204,7 +204,7 @@ def cmd_simulate(args) -> dict:
     net = ir.load(Path(args.rtl_dir) / "net.bcnn")
     ds = _load_data(net, args.data, args.limit)
     expected = run_reference(net, ds.images)
-    result = simulate(args.rtl_dir, ds.images, expected=expected)
+    result = simulate(args.rtl_dir, ds.images, expected=expected, verbose=True)
     _log(f"{result['images']} images, {result['mismatches']} mismatches, II {result['ii_cycles']:,} cycles, "
          f"latency {result['latency_cycles']:,} cycles, {result['cycles_per_s'] / 1e6:.2f} M cycles/s simulated")
     return {k: v for k, v in result.items() if k != "outputs"}

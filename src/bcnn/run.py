@@ -79,7 +79,7 @@ def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 
         torch_mismatches = int((_torch_runner(net, "cpu", None)(ds.images) != expected).any(axis=1).sum())
         pred = predict(net, expected)
     with step(f"Verilator build and simulate {len(ds)} images"):
-        sim = simulate(rtl_dir, ds.images, expected=expected)
+        sim = simulate(rtl_dir, ds.images, expected=expected, verbose=True)
     resources: dict = {}
     if not skip_synth:
         with step("Yosys estimate"):

@@ -136,14 +136,20 @@ def simulate(rtl_dir: str | os.PathLike, images: np.ndarray, expected: np.ndarra
         if reset_at is not None:
             args += [str(int(reset_at)), str(int(resume))]
         t0 = time.monotonic()
-        r = subprocess.run(args, cwd=rtl_dir, stdout=subprocess.PIPE,
-                           stderr=None if verbose else subprocess.PIPE, text=True)
+        proc = subprocess.Popen(args, cwd=rtl_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        tail: list[str] = []
+        for line in proc.stderr:  # the harness's progress lines, shown as they come when verbose
+            tail = (tail + [line])[-40:]
+            if verbose:
+                print(f"      {line.rstrip()}", file=sys.stderr, flush=True)
+        stdout = proc.stdout.read()
+        proc.wait()
         sim_s = time.monotonic() - t0
-        if r.returncode != 0:
-            raise BcnnError(f"simulation of {rtl_dir} failed: {(r.stderr or '').strip()[-2000:]}")
+        if proc.returncode != 0:
+            raise BcnnError(f"simulation of {rtl_dir} failed: {''.join(tail).strip()[-2000:]}")
         outputs = np.fromfile(td / "out.bin", dtype=np.int64).reshape(n, n_out)
         stamps = np.fromfile(td / "stamps.bin", dtype=np.int64)
-    cycles = int(r.stdout.strip().splitlines()[-1])
+    cycles = int(stdout.strip().splitlines()[-1])
     last_out = stamps[2 + n:]
     gaps = np.diff(last_out)
     ii = float(np.median(gaps[len(gaps) // 2:])) if len(gaps) else None
