@@ -94,7 +94,7 @@ def torch_model(net: Net, device: str = "cpu"):
     return IRModule().to(device).eval()
 
 
-def _torch_runner(net: Net, device: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+def torch_runner(net: Net, device: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
     if threads:
@@ -186,7 +186,7 @@ def run_bench(
                 result["notes"].append("torch-cuda: no CUDA device here")
                 continue
             try:
-                runners[name] = _torch_runner(net, "cpu" if name == "torch" else "cuda", threads)
+                runners[name] = torch_runner(net, "cpu" if name == "torch" else "cuda", threads)
             except BcnnError as e:
                 result["notes"].append(f"{name}: {e}")
                 continue

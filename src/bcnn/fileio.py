@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -39,3 +40,9 @@ def json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def write_json(path: str | os.PathLike, obj, **dump_options) -> None:
+    """Write ``obj`` as JSON atomically (numpy values allowed)."""
+    with atomic_write(path) as f:
+        f.write((json.dumps(obj, default=json_default, **dump_options) + "\n").encode())

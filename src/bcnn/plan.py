@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from bcnn.errors import BcnnError
+from bcnn.fileio import write_json
 from bcnn.ir import Layer, Net
 
 FORMAT_VERSION = 1
@@ -282,17 +282,7 @@ def _latency(net: Net, pes: list[int], simds: list[int]) -> int:
 
 def save_plan(plan: dict, path: str | os.PathLike) -> None:
     """Write ``plan`` as JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(plan, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, plan, indent=1)
 
 
 def load_plan(path: str | os.PathLike, net: Net) -> dict:

@@ -46,7 +46,7 @@ def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 
              data: str | None = None, out_dir: str | Path = "bcnn-out", skip_synth: bool = False,
              skip_bench: bool = False, batches: tuple[int, ...] = (1, 4, 16, 64, 256)) -> dict:
     from bcnn import ir
-    from bcnn.bench import _torch_runner, fpga_rows, run_bench
+    from bcnn.bench import fpga_rows, run_bench, torch_runner
     from bcnn.cli import _load_data, _load_net_any
     from bcnn.devices import get_device
     from bcnn.engine.fast import run_fast
@@ -76,7 +76,7 @@ def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 
         ds = _load_data(net, data, images)
         expected = run_reference(net, ds.images)
         fast_mismatches = int((run_fast(net, ds.images) != expected).any(axis=1).sum())
-        torch_mismatches = int((_torch_runner(net, "cpu", None)(ds.images) != expected).any(axis=1).sum())
+        torch_mismatches = int((torch_runner(net, "cpu", None)(ds.images) != expected).any(axis=1).sum())
         pred = predict(net, expected)
     with step(f"Verilator build and simulate {len(ds)} images"):
         sim = simulate(rtl_dir, ds.images, expected=expected, verbose=True)

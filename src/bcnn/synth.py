@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bcnn.errors import BcnnError
+from bcnn.fileio import write_json
 from bcnn.tools import yosys
 
 CACHE_SCHEMA = 1  # bump when what a cache entry holds changes
@@ -194,18 +195,6 @@ def resources(cells: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _log_tail(log: Path, n: int = LOG_TAIL_LINES) -> str:
     try:
         lines = log.read_text(errors="replace").splitlines()
@@ -262,7 +251,7 @@ def synth_engine(rtl_dir: Path, eng: dict[str, Any], family: str, cache_dir: Pat
             raise BcnnError(f"engine {name!r}: unreadable Yosys stat output ({e}); log: {log}") from e
     cells = {str(k): int(v) for k, v in sorted(cells.items())}
     seconds = time.monotonic() - t0
-    _write_atomic(entry, {"key": key, "engine": name, "module": eng["module"], "family": family,
+    write_json(entry, {"key": key, "engine": name, "module": eng["module"], "family": family,
                           "yosys": version, "seconds": seconds, "cells": cells})
     return {"name": name, **resources(cells), "cells": cells, "cached": False, "seconds": seconds}
 
