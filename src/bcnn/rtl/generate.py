@@ -26,7 +26,7 @@ from bcnn.plan import W_STYLE_CODE, check_folding, chunk_shape
 
 UNITS_DIR = Path(__file__).parent / "units"
 # dependency order: a unit only instantiates units listed before it
-UNIT_ORDER = ["bcnn_add_tree", "bcnn_dot", "bcnn_input_map", "bcnn_swu", "bcnn_mvtu",
+UNIT_ORDER = ["bcnn_add_tree", "bcnn_popcount", "bcnn_dot", "bcnn_input_map", "bcnn_swu", "bcnn_mvtu",
               "bcnn_collect", "bcnn_pool", "bcnn_serialize"]
 
 
@@ -130,7 +130,7 @@ def _engine(net: Net, plan: dict, i: int) -> tuple[str, str, dict, list[str], di
     in_w = 8 * c if i == 0 else c
     out_w = aw if layer.is_last else layer.out_ch
     mems = {f"{module}_weights.mem": _hex_words(weight_words(layer, pe, simd))}
-    units = ["bcnn_add_tree", "bcnn_dot", "bcnn_swu", "bcnn_mvtu"]
+    units = ["bcnn_add_tree", "bcnn_popcount", "bcnn_dot", "bcnn_swu", "bcnn_mvtu"]
     body = ""
     clk = {"clk": "clk", "rst": "rst"}
     src = "in"

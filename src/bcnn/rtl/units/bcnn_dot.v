@@ -14,8 +14,7 @@ module bcnn_dot #(
     genvar j;
     generate
         if (EW == 1) begin : bin
-            wire [SIMD-1:0] leaves = ~(x ^ w);
-            bcnn_add_tree #(.N(SIMD), .LW(1), .W(AW), .SIGNED(0)) tree (.x(leaves), .y(y));
+            bcnn_popcount #(.N(SIMD), .W(AW)) count (.x(~(x ^ w)), .y(y));
         end else begin : int_in
             wire [SIMD*(EW+1)-1:0] leaves;  // -x needs one more bit (x = -2^(EW-1))
             for (j = 0; j < SIMD; j = j + 1) begin : lane
