@@ -104,6 +104,20 @@ def test_cache_key_follows_weights(hand: tuple[Path, Path, dict], tmp_path: Path
     assert [row["cached"] for row in res["layers"]] == [False, True]
 
 
+def test_bundled_cache_serves_a_fresh_user_cache(hand: tuple[Path, Path, dict], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import bcnn.synth as synth
+
+    rtl, _, first = hand
+    monkeypatch.setattr(synth, "BUNDLED_CACHE", tmp_path / "bundled")
+    paths = synth.bundle(first, tmp_path / "bundled")
+    assert len(paths) == 2
+    res = synthesize(rtl, cache_dir=tmp_path / "empty", progress=False)  # no Yosys run: from the bundle
+    assert all(row["cached"] for row in res["layers"])
+    assert [row["cells"] for row in res["layers"]] == [row["cells"] for row in first["layers"]]
+    assert not list((tmp_path / "empty").glob("*.json"))
+
+
 def test_bad_manifest(tmp_path: Path) -> None:
     with pytest.raises(BcnnError, match="manifest.json"):
         synthesize(tmp_path, cache_dir=tmp_path / "c", progress=False)

@@ -213,8 +213,13 @@ def cmd_simulate(args) -> dict:
 def cmd_synth(args) -> dict:
     from bcnn.synth import synthesize
 
-    result = synthesize(args.rtl_dir, part=args.part)
+    result = synthesize(args.rtl_dir, part=args.part, jobs=args.jobs)
     _log(f"LUT {result['lut']:,}  FF {result['ff']:,}  BRAM36 {result['bram36']}  DSP {result['dsp']}")
+    if args.bundle:
+        from bcnn.synth import bundle
+
+        paths = bundle(result)
+        _log(f"{len(paths)} engine results copied to {paths[0].parent} (ship them with the bundled model)")
     return result
 
 
@@ -308,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("synth", cmd_synth, "estimate FPGA resources with Yosys synth_xilinx, per engine, cached")
     sp.add_argument("rtl_dir")
     sp.add_argument("--part", default=None, help="FPGA part (default: the plan's device)")
+    sp.add_argument("--jobs", type=int, default=1, help="engines synthesized in parallel (default 1)")
+    sp.add_argument("--bundle", action="store_true",
+                    help="also copy the results into the package's cache for bundled models")
 
     sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
     sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")

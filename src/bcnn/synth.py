@@ -4,6 +4,8 @@ Each engine of a generated RTL directory is synthesized on its own (a whole netw
 takes minutes; engines are independent and mostly unchanged between runs), then ``stat -json`` is mapped
 to Xilinx resource classes. Results are cached per engine under a hash of everything that can change
 them: the engine's Verilog, the weight/threshold files it reads, the Yosys version and the script.
+Entries are looked up in the user's cache, then in ``bcnn/bundled/synth`` (shipped with the package for
+the bundled models, so their first ``bcnn run`` needs no Yosys); ``bcnn synth --bundle`` fills the latter.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bcnn.errors import BcnnError
 from bcnn.fileio import write_json
 from bcnn.tools import yosys
 
+BUNDLED_CACHE = Path(__file__).parent / "bundled" / "synth"
 CACHE_SCHEMA = 1  # bump when what a cache entry holds changes
 LOG_TAIL_LINES = 25
 MEM_SUFFIXES = (".mem", ".hex", ".dat")
@@ -219,14 +222,15 @@ def synth_engine(rtl_dir: Path, eng: dict[str, Any], family: str, cache_dir: Pat
     # The key hashes the script with a placeholder for the (per-run) stat path.
     key = cache_key(rtl_dir, eng, version, script(eng["module"], eng["files"], family, "<stat>"))
     entry = cache_dir / f"{key}.json"
-    if entry.is_file():
-        try:
-            # Raw cells are cached and mapped on every read, so a change of the mapping needs no new key.
-            cells = {str(k): int(v) for k, v in json.loads(entry.read_text())["cells"].items()}
-            return {"name": name, **resources(cells), "cells": cells, "cached": True,
-                    "seconds": time.monotonic() - t0}
-        except (json.JSONDecodeError, KeyError, OSError, AttributeError, TypeError, ValueError):
-            pass  # a damaged entry is re-synthesized and overwritten
+    for found in (entry, BUNDLED_CACHE / f"{key}.json"):
+        if found.is_file():
+            try:
+                # Raw cells are cached and mapped on every read, so a change of the mapping needs no new key.
+                cells = {str(k): int(v) for k, v in json.loads(found.read_text())["cells"].items()}
+                return {"name": name, **resources(cells), "cells": cells, "cached": True, "key": key,
+                        "seconds": time.monotonic() - t0}
+            except (json.JSONDecodeError, KeyError, OSError, AttributeError, TypeError, ValueError):
+                pass  # a damaged entry is re-synthesized and overwritten
     logs = cache_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{key[:12]}.log"
@@ -253,7 +257,19 @@ def synth_engine(rtl_dir: Path, eng: dict[str, Any], family: str, cache_dir: Pat
     seconds = time.monotonic() - t0
     write_json(entry, {"key": key, "engine": name, "module": eng["module"], "family": family,
                           "yosys": version, "seconds": seconds, "cells": cells})
-    return {"name": name, **resources(cells), "cells": cells, "cached": False, "seconds": seconds}
+    return {"name": name, **resources(cells), "cells": cells, "cached": False, "key": key, "seconds": seconds}
+
+
+def bundle(result: dict[str, Any], dest: Path = BUNDLED_CACHE) -> list[Path]:
+    """Copy a synthesis result's per-engine cells into ``dest`` (the package's cache of bundled models)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for row in result["layers"]:
+        path = dest / f"{row['key']}.json"
+        write_json(path, {"key": row["key"], "engine": row["name"], "yosys": result.get("yosys"),
+                          "cells": row["cells"]})
+        paths.append(path)
+    return paths
 
 
 def synthesize(rtl_dir: str | Path, part: str | None = None, cache_dir: Path | None = None,
