@@ -200,10 +200,12 @@ def calibration_grid() -> list[dict]:
         (8, 64, 64, 3, 1, 8, 64, "bram"), (8, 64, 64, 3, 1, 16, 192, "bram"),
         (8, 64, 64, 3, 1, 2, 64, "logic"), (16, 16, 32, 3, 0, 4, 8, "bram"), (4, 128, 64, 4, 0, 4, 256, "bram"),
         (1, 256, 64, 1, 0, 16, 256, "logic"),
+        # weight ROMs of 12 and 24 words in logic, and a one-PE classifier layer
+        (8, 64, 64, 3, 1, 16, 192, "logic"), (8, 64, 64, 3, 1, 8, 192, "logic"), (1, 256, 32, 1, 0, 1, 256, "bram"),
     ]:
         grid.append({"h": h, "c": c, "o": o, "k": k, "pad": pad, "pe": pe, "simd": simd, "mem": mem,
                      "first": False})
-    for h, o, pe, simd, mem in [(8, 16, 8, 27, "logic"), (8, 32, 4, 3, "bram")]:
+    for h, o, pe, simd, mem in [(8, 16, 8, 27, "logic"), (8, 32, 4, 3, "bram"), (8, 64, 32, 9, "logic")]:
         grid.append({"h": h, "c": 3, "o": o, "k": 3, "pad": 1, "pe": pe, "simd": simd, "mem": mem,
                      "first": True})
     return grid
