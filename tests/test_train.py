@@ -58,7 +58,14 @@ def test_two_epochs_beat_chance_and_export_is_exact(data, tmp_path):
     test = load(data, split="test")
     engine_acc = float((predict(net, run_reference(net, test.images)) == test.labels).mean())
     assert engine_acc == pytest.approx(summary["best_acc"])  # the torch model and the engine agree
+    assert summary["torch_engine_mismatches"] == 0 and summary["engine_test_acc"] == pytest.approx(engine_acc)
+    assert net.meta["torch_engine_mismatches"] == 0 and net.meta["test_images"] == len(test)
     assert (tmp_path / "run" / "model.onnx").is_file() and (tmp_path / "run" / "checkpoint.pt").is_file()
+    # --export-only re-exports the best epoch without training: same network
+    (tmp_path / "run" / "model.bcnn").unlink()
+    again = _train(data, tmp_path / "run", 2, "--export-only")
+    assert again["epochs"] == 2 and again["best_epoch"] == summary["best_epoch"]
+    assert ir.load(tmp_path / "run" / "model.bcnn").layers[0].weights.tobytes() == net.layers[0].weights.tobytes()
 
 
 def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):

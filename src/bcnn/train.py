@@ -43,6 +43,7 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     threads: int | None = None
     progress: bool = True
+    export_only: bool = False  # skip training: export and check the best epoch of out_dir so far
 
 
 def _distributed() -> tuple[int, int]:
@@ -81,14 +82,16 @@ def clip_latent_weights(model: torch.nn.Module) -> None:
                 m.weight.clamp_(-1.0, 1.0)
 
 
-def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
+def predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """The model's class per image (argmax of its float output), in eval mode."""
     model.eval()
-    correct = 0
     with torch.no_grad():
-        for i in range(0, len(images), batch):
-            out = model(to_float(torch.from_numpy(images[i:i + batch])))
-            correct += int((out.argmax(1).numpy() == labels[i:i + batch]).sum())
-    return correct / max(1, len(images))
+        return np.concatenate([model(to_float(torch.from_numpy(images[i:i + batch]))).argmax(1).numpy()
+                               for i in range(0, len(images), batch)])
+
+
+def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
+    return float((predictions(model, images, batch) == labels).mean()) if len(images) else 0.0
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
@@ -125,7 +128,12 @@ def train(cfg: TrainConfig) -> dict:
 
     state = {"epoch": 0, "best_acc": -1.0, "history": []}
     ckpt = out / "checkpoint.pt"
-    if cfg.resume and ckpt.is_file():
+    if cfg.export_only:
+        if not (out / "best.pt").is_file():
+            raise BcnnError(f"{out}: no best.pt to export; train first")
+        if ckpt.is_file():
+            state = torch.load(ckpt, weights_only=False)["state"]
+    elif cfg.resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
@@ -136,7 +144,7 @@ def train(cfg: TrainConfig) -> dict:
 
     images = torch.from_numpy(train_ds.images)
     labels = torch.from_numpy(train_ds.labels)
-    for epoch in range(state["epoch"], cfg.epochs):
+    for epoch in range(state["epoch"], 0 if cfg.export_only else cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
         perm = torch.randperm(len(train_ds), generator=gen)
         batches = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)][rank::world]
@@ -175,17 +183,20 @@ def train(cfg: TrainConfig) -> dict:
     summary = {"arch": cfg.arch, "epochs": state["epoch"], "best_acc": state["best_acc"],
                "history": state["history"], "out_dir": str(out)}
     if rank == 0:
-        summary.update(export_best(cfg, model, out, train_ds.images.shape[1:]))
+        summary.update(export_best(cfg, model, out, test_ds))
         (out / "history.json").write_text(json.dumps(summary, indent=2))
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
 
 
-def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, hwc: tuple[int, ...]) -> dict:
-    """QONNX export and compile of the best epoch's weights."""
+def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bdata.Dataset) -> dict:
+    """QONNX export and compile of the best epoch's weights, then the check that matters: on the test set,
+    the torch model and the compiled integer engine must predict the same class for every image."""
     from bcnn import ir
     from bcnn.compile import compile_onnx
+    from bcnn.engine.fast import run_fast
+    from bcnn.engine.reference import predict
     from bcnn.models import export_onnx, snap_thresholds
 
     best = torch.load(out / "best.pt", weights_only=False)
@@ -193,12 +204,20 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, hwc: tuple[
     model.eval()
     snap_thresholds(model)  # same function, but no accumulator near a float crossing: exact everywhere
     onnx_path = out / "model.onnx"
-    export_onnx(model, onnx_path, (1, hwc[2], hwc[0], hwc[1]))
+    h, w, c = test_ds.images.shape[1:]
+    export_onnx(model, onnx_path, (1, c, h, w))
     net = compile_onnx(onnx_path)
-    net.meta.update({"arch": cfg.arch, "epochs_trained": best["epoch"], "torch_test_acc": best["acc"],
-                     "seed": cfg.seed, "model_options": cfg.model_options})
+    torch_pred = predictions(model, test_ds.images)
+    engine_pred = predict(net, run_fast(net, test_ds.images))
+    check = {"test_images": len(test_ds), "engine_test_acc": float((engine_pred == test_ds.labels).mean()),
+             "torch_test_acc": float((torch_pred == test_ds.labels).mean()),
+             "torch_engine_mismatches": int((torch_pred != engine_pred).sum())}
+    net.meta.update({"arch": cfg.arch, "epochs_trained": best["epoch"], "seed": cfg.seed,
+                     "model_options": cfg.model_options, **check})
     ir.save(net, out / "model.bcnn")
-    return {"onnx": str(onnx_path), "bcnn": str(out / "model.bcnn")}
+    print(f"exported epoch {best['epoch']}: engine accuracy {check['engine_test_acc']:.4f} on {len(test_ds)} "
+          f"test images, torch vs engine mismatches {check['torch_engine_mismatches']}", flush=True)
+    return {"onnx": str(onnx_path), "bcnn": str(out / "model.bcnn"), "best_epoch": best["epoch"], **check}
 
 
 def _bar(total: int, desc: str, enabled: bool):
