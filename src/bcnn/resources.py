@@ -228,7 +228,8 @@ def measure_point(pt: dict, work: Path, cache_dir: Path | None = None) -> dict:
     """Generate the grid point's network, synthesize the engine under test; features and Yosys counts."""
     from bcnn.plan import make_plan
     from bcnn.rtl.generate import generate
-    from bcnn.synth import default_cache_dir, family_of, read_manifest, synth_engine
+    from bcnn.rtl.manifest import read_manifest
+    from bcnn.synth import default_cache_dir, family_of, synth_engine
     from bcnn.tools import yosys
 
     net, i = _calib_net(pt)

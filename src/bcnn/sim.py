@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
+from bcnn.rtl.manifest import read_manifest
 from bcnn.tools import verilator
 
 HARNESS = Path(__file__).parent / "rtl" / "harness.cpp"
@@ -35,15 +36,6 @@ def default_build_root() -> Path:
     return Path(base) / "verilator"
 
 
-def _manifest(rtl_dir: Path) -> dict:
-    try:
-        return json.loads((rtl_dir / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise BcnnError(f"{rtl_dir}: no manifest.json; generate the RTL first") from None
-    except ValueError as e:
-        raise BcnnError(f"{rtl_dir}/manifest.json: corrupt ({e})") from None
-
-
 def _defines(m: dict) -> dict[str, int]:
     i, o = m["input"], m["output"]
     if not 1 <= o["acc_bits"] <= 64:
@@ -55,7 +47,7 @@ def _defines(m: dict) -> dict[str, int]:
 def lint(rtl_dir: str | os.PathLike) -> list[str]:
     """``verilator --lint-only -Wall`` over the RTL directory; returns the warning/error lines (empty = clean)."""
     rtl_dir = Path(rtl_dir)
-    m = _manifest(rtl_dir)
+    m = read_manifest(rtl_dir)
     exe, env = verilator()
     r = subprocess.run([exe, "--lint-only", "-Wall", "--top-module", m["top"], *m["files"]], cwd=rtl_dir,
                        env=env, capture_output=True, text=True)
@@ -68,7 +60,7 @@ def lint(rtl_dir: str | os.PathLike) -> list[str]:
 def build(rtl_dir: str | os.PathLike, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
     """Compile (or reuse) the harness for ``rtl_dir``; returns (executable, seconds spent building)."""
     rtl_dir = Path(rtl_dir)
-    m = _manifest(rtl_dir)
+    m = read_manifest(rtl_dir)
     defines = _defines(m)
     exe_name = "Vbcnn_top"
     h = hashlib.sha256()
@@ -114,7 +106,7 @@ def simulate(rtl_dir: str | os.PathLike, images: np.ndarray, expected: np.ndarra
     and restart it at image ``resume``; outputs of images before ``resume`` are then not meaningful.
     """
     rtl_dir = Path(rtl_dir)
-    m = _manifest(rtl_dir)
+    m = read_manifest(rtl_dir)
     i = m["input"]
     shape = (i["height"], i["width"], i["channels"])
     images = np.asarray(images)

@@ -25,6 +25,7 @@ from typing import Any
 
 from bcnn.errors import BcnnError
 from bcnn.fileio import write_json
+from bcnn.rtl.manifest import read_manifest
 from bcnn.tools import yosys
 
 BUNDLED_CACHE = Path(__file__).parent / "bundled" / "synth"
@@ -93,35 +94,6 @@ def yosys_version(cmd: tuple[str, ...]) -> str:
 def default_cache_dir() -> Path:
     env = os.environ.get("BCNN_CACHE")
     return Path(env) / "synth" if env else Path.home() / ".cache" / "bcnn" / "synth"
-
-
-def read_manifest(rtl_dir: Path) -> dict[str, Any]:
-    path = rtl_dir / "manifest.json"
-    if not path.is_file():
-        raise BcnnError(f"{path}: no manifest.json; is {rtl_dir} an RTL directory made by `bcnn generate`?")
-    try:
-        man = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BcnnError(f"{path}: not valid JSON ({e})") from e
-    engines = man.get("engines") if isinstance(man, dict) else None
-    if not isinstance(engines, list) or not engines:
-        raise BcnnError(f"{path}: needs a non-empty 'engines' list")
-    names = set()
-    for i, eng in enumerate(engines):
-        ok = (isinstance(eng, dict) and isinstance(eng.get("name"), str) and isinstance(eng.get("module"), str)
-              and isinstance(eng.get("files"), list) and eng["files"]
-              and all(isinstance(f, str) for f in eng["files"]))
-        if not ok:
-            raise BcnnError(f"{path}: engine {i} needs 'name', 'module' and a non-empty 'files' list")
-        if eng["name"] in names:
-            raise BcnnError(f"{path}: engine name {eng['name']!r} appears twice")
-        names.add(eng["name"])
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", eng["module"]):
-            raise BcnnError(f"{path}: engine {eng['name']!r}: bad module name {eng['module']!r}")
-        for f in eng["files"]:
-            if '"' in f or not (rtl_dir / f).is_file():
-                raise BcnnError(f"{path}: engine {eng['name']!r}: file {f!r} not found in {rtl_dir}")
-    return man
 
 
 def mem_files(rtl_dir: Path, eng: dict[str, Any]) -> list[Path]:
