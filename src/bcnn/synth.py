@@ -185,14 +185,18 @@ def _rel(path: Path, rtl_dir: Path) -> str:
     return os.path.relpath(path.resolve(), rtl_dir.resolve())
 
 
+def engine_key(rtl_dir: Path, eng: dict[str, Any], family: str, version: str) -> str:
+    """The cache key of one engine; the script is hashed with a placeholder for the (per-run) stat path."""
+    return cache_key(rtl_dir, eng, version, script(eng["module"], eng["files"], family, "<stat>"))
+
+
 def synth_engine(rtl_dir: Path, eng: dict[str, Any], family: str, cache_dir: Path,
                  cmd: list[str]) -> dict[str, Any]:
     """Synthesize one engine (or fetch it from the cache); returns its row of the result."""
     t0 = time.monotonic()
     name = eng["name"]
     version = yosys_version(tuple(cmd))
-    # The key hashes the script with a placeholder for the (per-run) stat path.
-    key = cache_key(rtl_dir, eng, version, script(eng["module"], eng["files"], family, "<stat>"))
+    key = engine_key(rtl_dir, eng, family, version)
     entry = cache_dir / f"{key}.json"
     for found in (entry, BUNDLED_CACHE / f"{key}.json"):
         if found.is_file():
