@@ -17,7 +17,7 @@ import numpy as np
 from bcnn.errors import BcnnError
 from bcnn.fileio import json_default
 
-DEFAULT_MODEL = "tiny"
+DEFAULT_MODEL = "binarynet"
 DEFAULT_DEVICE = "xc7vx690t"
 DEFAULT_CLOCK_MHZ = 90.0
 
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="NET.bcnn to write")
 
     sp = add("infer", cmd_infer, "run a network on images with a CPU engine")
-    sp.add_argument("net", help="NET.bcnn, MODEL.onnx or a bundled model name (tiny)")
+    sp.add_argument("net", help="NET.bcnn, MODEL.onnx or a bundled model name (binarynet, cnv, tiny)")
     sp.add_argument("--data", help="class-folder tree, cifar-10-batches-py folder, or .npy/.npz of uint8 "
                                    "images (N, H, W, C); default: the bundled CIFAR-10 sample")
     sp.add_argument("--limit", type=int, help="first N images")

@@ -115,7 +115,12 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, str]:
         {"figure": "images run", "value": s["images"], "source": "measured"},
         {"figure": "accuracy on these images", "value": "n/a" if s["accuracy"] is None else f"{s['accuracy']:.1%}",
          "source": "measured (integer engine)"},
-        {"figure": "RTL vs engine mismatches", "value": s["mismatches"], "source": "measured (Verilator)"},
+        *([{"figure": "model accuracy, whole test set", "value": f"{s['model_test_accuracy']:.2%} of "
+            f"{s['model_test_images']:,} images", "source": "measured at export (integer engine; torch vs engine "
+            f"mismatches: {s.get('model_torch_mismatches')})"}]
+          if s.get("model_test_accuracy") is not None else []),
+        {"figure": "RTL vs engine mismatches", "value": s.get("rtl_mismatches", s["mismatches"]),
+         "source": "measured (Verilator)"},
         {"figure": "torch vs engine mismatches", "value": s.get("torch_mismatches"), "source": "measured"},
         {"figure": "II (cycles)", "value": s["ii_cycles"], "source": f"measured; planned {s['planned_ii_cycles']:,}"},
         {"figure": "latency (cycles)", "value": s["latency_cycles"],

@@ -42,7 +42,7 @@ class _Timer:
             print(f"      {self.name} done in {dt:.1f} s", file=sys.stderr, flush=True)
 
 
-def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 90.0, images: int = 100,
+def run_flow(model: str = "binarynet", device: str = "xc7vx690t", clock_mhz: float = 90.0, images: int = 100,
              data: str | None = None, out_dir: str | Path = "bcnn-out", skip_synth: bool = False,
              skip_bench: bool = False, batches: tuple[int, ...] = (1, 4, 16, 64, 256)) -> dict:
     from bcnn import ir
@@ -102,6 +102,11 @@ def run_flow(model: str = "tiny", device: str = "xc7vx690t", clock_mhz: float = 
         "clock_mhz": clock_mhz,
         "images": len(ds),
         "accuracy": float((pred == ds.labels).mean()) if ds.labels is not None else None,
+        # as recorded when the model was exported (bcnn.train.export_best): its whole test set
+        "model_test_accuracy": net.meta.get("engine_test_acc"),
+        "model_test_images": net.meta.get("test_images"),
+        "model_epochs": net.meta.get("epochs_trained"),
+        "model_torch_mismatches": net.meta.get("torch_engine_mismatches"),
         "mismatches": sim["mismatches"] + fast_mismatches + torch_mismatches,
         "rtl_mismatches": sim["mismatches"],
         "fast_engine_mismatches": fast_mismatches,
@@ -145,6 +150,9 @@ def _text(s: dict) -> str:
     ]
     if s["accuracy"] is not None:
         lines.append(f"  accuracy on these images: {s['accuracy']:.1%}")
+    if s.get("model_test_accuracy") is not None:
+        lines.append(f"  model accuracy at export: {s['model_test_accuracy']:.2%} on {s['model_test_images']:,} test "
+                     f"images (epochs trained: {s['model_epochs']})")
     lines += [
         f"  II {s['ii_cycles']:,g} cycles (planned {s['planned_ii_cycles']:,}), "
         f"latency {s['latency_cycles']:,} cycles = {s['latency_us']:.1f} us (planned {s['planned_latency_cycles']:,})",
