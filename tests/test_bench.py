@@ -69,3 +69,13 @@ def test_cli_infer_fast_default(tmp_path, capsys):
     assert main(["infer", str(tmp_path / "n.bcnn"), "--limit", "20", "--engine", "reference",
                  "--out", str(tmp_path / "q.npz")]) == 0
     assert np.array_equal(np.load(tmp_path / "r.npz")["accumulators"], np.load(tmp_path / "q.npz")["accumulators"])
+
+
+def test_gpu_power_parsing_and_absence(monkeypatch):
+    from bcnn.gpupower import GpuPower, parse_power_draw
+
+    assert parse_power_draw("71.42\n[N/A]\n\n250.00\n") == [71.42, 250.0]
+    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi: no figure, no error
+    with GpuPower() as p:
+        pass
+    assert p.watts is None and p.samples == []

@@ -35,7 +35,8 @@ def test_report_files_and_paper_table(tmp_path):
     claims = {row["claim"]: row for row in data["paper_comparison"]}
     assert str(PAPER["tops"]) in claims["throughput"]["paper"]
     assert claims["power"]["source"].startswith("estimate")
-    assert "Titan X" in claims["small batches vs a processor"]["source"]  # said plainly: not reproduced here
+    assert "no GPU power" in claims["small batches vs a processor"]["source"]  # said plainly: not measured here
+    assert "small batches vs a GPU" not in claims
     assert "180.0x" in claims["small batches vs a processor"]["bcnn"]  # 90,000 / 500 images/s
     md = (tmp_path / "report.md").read_text()
     assert "| conv0 | 4 | 27 |" in md and "![throughput](throughput.png)" in md
@@ -43,6 +44,19 @@ def test_report_files_and_paper_table(tmp_path):
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no Chromium")
+def test_gpu_rows_with_measured_watts_give_the_titan_x_style_ratios(tmp_path):
+    report = _report()
+    report["bench"]["results"] += [{"backend": "torch-cuda", "batch": b, "images_per_s": 1000.0 * b,
+                                    "latency_ms": 1.0, "watts": 100.0} for b in (1, 256)]
+    write_report(report, tmp_path)
+    claims = {row["claim"]: row for row in json.loads((tmp_path / "report.json").read_text())["paper_comparison"]}
+    # FPGA 90,000 images/s at 8 W; GPU 1,000 images/s at 100 W at batch 1: 90x faster, 1,125x more efficient
+    assert claims["small batches vs a GPU"]["bcnn"].startswith("90.0x faster, 1,125.0x more efficient")
+    assert claims["large batches vs a GPU"]["bcnn"].startswith("0.4x faster")  # 90,000 / 256,000
+    assert "nvidia-smi" in claims["small batches vs a GPU"]["source"]
+    assert "watts" in (tmp_path / "report.md").read_text()
+
+
 def test_report_page_renders_in_chromium(tmp_path):
     paths = write_report(_report(), tmp_path)
     shot = tmp_path / "shot.png"

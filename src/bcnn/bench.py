@@ -9,6 +9,7 @@ the batch, so images/s = f / II and latency = (pipeline latency + (batch âˆ’ 1)Â
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
+from bcnn.gpupower import GpuPower
 from bcnn.ir import Net
 from bcnn.randnet import ConvSpec, random_images, random_net
 
@@ -198,8 +200,13 @@ def run_bench(
             if name == "reference" and b > reference_max_batch:
                 continue
             reps = repeats if name != "reference" else min(repeats, 2)
-            seconds = _time(run, np.ascontiguousarray(pool[:b]), reps, min_seconds if name != "reference" else 0)
+            with GpuPower() if name == "torch-cuda" else contextlib.nullcontext() as power:
+                seconds = _time(run, np.ascontiguousarray(pool[:b]), reps,
+                                min_seconds if name != "reference" else 0)
             row = {"backend": name, "batch": b, "images_per_s": b / seconds, "latency_ms": seconds * 1e3}
+            if power is not None and power.watts is not None:  # measured board power (nvidia-smi)
+                row["watts"] = power.watts
+                row["energy_mj_per_image"] = power.watts / row["images_per_s"] * 1e3
             result["results"].append(row)
             log(f"{name:<10} batch {b:>4}: {row['images_per_s']:>10,.1f} images/s, {row['latency_ms']:>9.3f} ms")
     if fpga:

@@ -25,6 +25,8 @@ PAPER = {
     "large_batch_throughput_vs_titan_x": 1.0,
     "large_batch_efficiency_vs_titan_x": 9.5,
 }
+# watts / energy: measured (nvidia-smi) for a GPU; for the FPGA rows the report gives the estimate elsewhere
+BENCH_COLS = ["backend", "batch", "images_per_s", "latency_ms", "watts", "energy_mj_per_image"]
 
 
 def paper_comparison(s: dict, bench: dict | None) -> list[dict]:
@@ -48,25 +50,43 @@ def paper_comparison(s: dict, bench: dict | None) -> list[dict]:
          "bcnn": "yes: f/II at every batch; latency = pipeline latency + (B-1)·II",
          "source": "measured II and latency"},
     ]
+    fpga_gops_w = None if watts is None else gops / watts
+    for batch, claim, paper in ((1, "small batches vs a GPU", "8.3x faster, 75x more efficient than a Titan X"),
+                                (None, "large batches vs a GPU", "same throughput, 9.5x more efficient than a "
+                                 "Titan X")):
+        gpu = _best(bench, batch, exclude=(), only="torch-cuda")
+        if gpu and gpu.get("watts") and fpga_gops_w:
+            gpu_gops_w = 2 * s["macs_per_image"] * gpu["images_per_s"] / 1e9 / gpu["watts"]
+            rows.append({"claim": claim, "paper": paper,
+                         "bcnn": f"{fps / gpu['images_per_s']:,.1f}x faster, {fpga_gops_w / gpu_gops_w:,.1f}x more "
+                         f"efficient than this GPU (torch, batch {gpu['batch']}, {gpu['watts']:.0f} W)",
+                         "source": "measured images/s and GPU watts (nvidia-smi); FPGA watts estimated"})
     cpu_b1 = _best(bench, 1, exclude=("fpga",))
     if cpu_b1:
         rows.append({"claim": "small batches vs a processor", "paper": "8.3x faster, 75x more efficient than a "
                      "Titan X GPU", "bcnn": f"{fps / cpu_b1['images_per_s']:,.1f}x the images/s of the best CPU "
                      f"backend ({cpu_b1['backend']}, {cpu_b1['images_per_s']:,.0f} images/s) at batch 1",
-                     "source": "measured on this machine; no GPU here, so the Titan X ratios are not reproduced"})
+                     "source": "measured on this machine" + ("" if _has_gpu_power(bench) else
+                                                             "; no GPU power measured here")})
     cpu_big = _best(bench, None, exclude=("fpga",))
     if cpu_big:
         rows.append({"claim": "large batches vs a processor", "paper": "same throughput, 9.5x more efficient "
                      "than a Titan X", "bcnn": f"{fps / cpu_big['images_per_s']:,.1f}x the best CPU figure "
                      f"({cpu_big['backend']} at batch {cpu_big['batch']})",
-                     "source": "measured on this machine; GPU energy not measurable here"})
+                     "source": "measured on this machine" + ("" if _has_gpu_power(bench) else
+                                                             "; no GPU power measured here")})
     return rows
 
 
-def _best(bench: dict | None, batch: int | None, exclude: tuple[str, ...]) -> dict | None:
+def _has_gpu_power(bench: dict | None) -> bool:
+    return bool(bench) and any(r.get("watts") for r in bench["results"] if r["backend"] == "torch-cuda")
+
+
+def _best(bench: dict | None, batch: int | None, exclude: tuple[str, ...], only: str | None = None) -> dict | None:
     if not bench:
         return None
-    rows = [r for r in bench["results"] if r["backend"] not in exclude and (batch is None or r["batch"] == batch)]
+    rows = [r for r in bench["results"] if r["backend"] not in exclude and (only is None or r["backend"] == only)
+            and (batch is None or r["batch"] == batch)]
     return max(rows, key=lambda r: r["images_per_s"]) if rows else None
 
 
@@ -141,7 +161,7 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, str]:
           "", "## Against the paper", "", _md_table(report["paper_comparison"], ["claim", "paper", "bcnn", "source"]),
           "", "## The design", "", _md_table(layers, layer_cols), "",
           "## Throughput and latency against batch size", "",
-          _md_table(bench_rows, ["backend", "batch", "images_per_s", "latency_ms"])]
+          _md_table(bench_rows, BENCH_COLS)]
     md += [f"\n![{k}]({Path(p).name})" for k, p in plots.items()]
     md += ["", *[f"- {n}" for n in (bench or {}).get("notes", [])]]
     (out / "report.md").write_text("\n".join(md) + "\n")
@@ -163,7 +183,7 @@ FPGA 2017.</p>
 <h2>Key figures</h2>{_html_table(key, ["figure", "value", "source"])}
 <h2>Against the paper</h2>{_html_table(report["paper_comparison"], ["claim", "paper", "bcnn", "source"])}
 <h2>Throughput and latency against batch size</h2>{imgs}
-{_html_table(bench_rows, ["backend", "batch", "images_per_s", "latency_ms"])}<ul>{notes}</ul>
+{_html_table(bench_rows, BENCH_COLS)}<ul>{notes}</ul>
 <h2>The design</h2>{_html_table(layers, layer_cols)}
 </body></html>"""
     (out / "report.html").write_text(page)
