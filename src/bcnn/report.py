@@ -51,30 +51,22 @@ def paper_comparison(s: dict, bench: dict | None) -> list[dict]:
          "source": "measured II and latency"},
     ]
     fpga_gops_w = None if watts is None else gops / watts
-    for batch, claim, paper in ((1, "small batches vs a GPU", "8.3x faster, 75x more efficient than a Titan X"),
-                                (None, "large batches vs a GPU", "same throughput, 9.5x more efficient than a "
-                                 "Titan X")):
-        gpu = _best(bench, batch, exclude=(), only="torch-cuda")
+    no_gpu = "" if _has_gpu_power(bench) else "; no GPU power measured here"
+    for batch, size, paper in ((1, "small batches", "8.3x faster, 75x more efficient than a Titan X GPU"),
+                               (None, "large batches", "same throughput, 9.5x more efficient than a Titan X")):
+        gpu = _best(bench, batch, only="torch-cuda")
         if gpu and gpu.get("watts") and fpga_gops_w:
             gpu_gops_w = 2 * s["macs_per_image"] * gpu["images_per_s"] / 1e9 / gpu["watts"]
-            rows.append({"claim": claim, "paper": paper,
+            rows.append({"claim": f"{size} vs a GPU", "paper": paper,
                          "bcnn": f"{fps / gpu['images_per_s']:,.1f}x faster, {fpga_gops_w / gpu_gops_w:,.1f}x more "
                          f"efficient than this GPU (torch, batch {gpu['batch']}, {gpu['watts']:.0f} W)",
                          "source": "measured images/s and GPU watts (nvidia-smi); FPGA watts estimated"})
-    cpu_b1 = _best(bench, 1, exclude=("fpga",))
-    if cpu_b1:
-        rows.append({"claim": "small batches vs a processor", "paper": "8.3x faster, 75x more efficient than a "
-                     "Titan X GPU", "bcnn": f"{fps / cpu_b1['images_per_s']:,.1f}x the images/s of the best CPU "
-                     f"backend ({cpu_b1['backend']}, {cpu_b1['images_per_s']:,.0f} images/s) at batch 1",
-                     "source": "measured on this machine" + ("" if _has_gpu_power(bench) else
-                                                             "; no GPU power measured here")})
-    cpu_big = _best(bench, None, exclude=("fpga",))
-    if cpu_big:
-        rows.append({"claim": "large batches vs a processor", "paper": "same throughput, 9.5x more efficient "
-                     "than a Titan X", "bcnn": f"{fps / cpu_big['images_per_s']:,.1f}x the best CPU figure "
-                     f"({cpu_big['backend']} at batch {cpu_big['batch']})",
-                     "source": "measured on this machine" + ("" if _has_gpu_power(bench) else
-                                                             "; no GPU power measured here")})
+        cpu = _best(bench, batch, exclude=("fpga", "torch-cuda"))
+        if cpu:
+            rows.append({"claim": f"{size} vs a processor", "paper": paper,
+                         "bcnn": f"{fps / cpu['images_per_s']:,.1f}x the images/s of the best CPU backend "
+                         f"({cpu['backend']}, {cpu['images_per_s']:,.0f} images/s) at batch {cpu['batch']}",
+                         "source": "measured on this machine" + no_gpu})
     return rows
 
 
@@ -82,7 +74,7 @@ def _has_gpu_power(bench: dict | None) -> bool:
     return bool(bench) and any(r.get("watts") for r in bench["results"] if r["backend"] == "torch-cuda")
 
 
-def _best(bench: dict | None, batch: int | None, exclude: tuple[str, ...], only: str | None = None) -> dict | None:
+def _best(bench: dict | None, batch: int | None, exclude: tuple[str, ...] = (), only: str | None = None) -> dict | None:
     if not bench:
         return None
     rows = [r for r in bench["results"] if r["backend"] not in exclude and (only is None or r["backend"] == only)
