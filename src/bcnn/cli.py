@@ -239,7 +239,8 @@ def cmd_run(args) -> dict:
     from bcnn.run import run_flow
 
     return run_flow(model=args.model, device=args.device, clock_mhz=args.clock_mhz, images=args.images,
-                    data=args.data, out_dir=args.out, skip_synth=args.no_synth, skip_bench=args.no_bench)
+                    data=args.data, out_dir=args.out, skip_synth=args.no_synth, skip_bench=args.no_bench,
+                    synth_jobs=args.jobs)
 
 
 # -------------------------------------------------------------------------------------------------- parser
@@ -343,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="bcnn-out", help="output folder (default bcnn-out)")
     sp.add_argument("--no-synth", action="store_true", help="skip the Yosys estimate")
     sp.add_argument("--no-bench", action="store_true", help="skip the CPU benchmarks across batch sizes")
+    sp.add_argument("--jobs", type=int, help="Yosys engines in parallel when not cached (default: cores, at most 4)")
     return p
 
 

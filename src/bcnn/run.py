@@ -8,6 +8,7 @@ sizes → ``report.html``, ``report.md``, ``report.json`` and ``summary.json`` i
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,7 +45,8 @@ class _Timer:
 
 def run_flow(model: str = "binarynet", device: str = "xc7vx690t", clock_mhz: float = 90.0, images: int = 100,
              data: str | None = None, out_dir: str | Path = "bcnn-out", skip_synth: bool = False,
-             skip_bench: bool = False, batches: tuple[int, ...] = (1, 4, 16, 64, 256)) -> dict:
+             skip_bench: bool = False, batches: tuple[int, ...] = (1, 4, 16, 64, 256),
+             synth_jobs: int | None = None) -> dict:
     from bcnn import ir
     from bcnn.bench import fpga_rows, run_bench, torch_runner
     from bcnn.cli import _load_data, _load_net_any
@@ -59,6 +61,8 @@ def run_flow(model: str = "binarynet", device: str = "xc7vx690t", clock_mhz: flo
 
     if images < 1:
         raise BcnnError("--images must be at least 1")
+    if synth_jobs is not None and synth_jobs < 1:
+        raise BcnnError("--jobs must be at least 1")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     step = _Steps(7 - skip_synth - skip_bench)
@@ -85,7 +89,9 @@ def run_flow(model: str = "binarynet", device: str = "xc7vx690t", clock_mhz: flo
         with step("Yosys estimate"):
             from bcnn.synth import synthesize
 
-            resources = synthesize(rtl_dir, part=device)
+            # engines not in a cache run in parallel, one Yosys per core (up to 4: each can take GBs of memory)
+            jobs = synth_jobs or min(4, os.cpu_count() or 1)
+            resources = synthesize(rtl_dir, part=device, jobs=jobs)
     fpga = {"ii_cycles": sim["ii_cycles"] or plan["ii_cycles"], "latency_cycles": sim["latency_cycles"],
             "clock_mhz": clock_mhz}
     bench = {"results": fpga_rows(fpga, batches), "notes": []}
