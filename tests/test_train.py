@@ -68,6 +68,19 @@ def test_two_epochs_beat_chance_and_export_is_exact(data, tmp_path):
     assert ir.load(tmp_path / "run" / "model.bcnn").layers[0].weights.tobytes() == net.layers[0].weights.tobytes()
 
 
+def test_bf16_training_learns_and_its_export_is_exact(data, tmp_path):
+    summary = _train(data, tmp_path / "run", 2, "--precision", "bf16")
+    assert summary["best_acc"] > 0.5 and summary["torch_engine_mismatches"] == 0
+
+
+def test_unknown_precision_is_refused(data, tmp_path):
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    with pytest.raises(BcnnError, match="precision"):
+        train(TrainConfig(arch="tiny", data=str(data), out_dir=str(tmp_path), precision="fp8"))
+
+
 def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
     reference = tmp_path / "straight"
     _train(data, reference, 3)

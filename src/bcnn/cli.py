@@ -230,7 +230,7 @@ def cmd_train(args) -> dict:
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
                       train_limit=args.train_limit, test_limit=args.test_limit,
                       model_options=json.loads(args.options) if args.options else {},
-                      export_only=args.export_only,
+                      export_only=args.export_only, precision=args.precision,
                       progress=not args.no_progress)
     return train(cfg)
 
@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--export-only", action="store_true",
                     help="no training: export, compile and check the best epoch in OUT so far")
+    sp.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="arithmetic of the training forward pass; bf16 is about 1.5x faster on CPUs with "
+                         "AVX512-BF16 and on GPUs (evaluation and export stay float32)")
 
     sp = add("run", cmd_run, "the main job: compile, plan, generate, simulate, synthesize and report")
     sp.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, NET.bcnn or MODEL.onnx")

@@ -44,6 +44,23 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     export_only: bool = False  # skip training: export and check the best epoch of out_dir so far
+    precision: str = "fp32"  # "bf16": autocast the training forward pass (about 1.5x faster on AVX512-BF16)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _autocast(device: torch.device, precision: str):
+    """Lower-precision forward pass for training only. The latent weights, the optimizer, evaluation and the
+    export check stay float32, so the exported network and its exactness check do not depend on it."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _device() -> torch.device:
+    """This process's GPU (one per torchrun rank) when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def _distributed() -> tuple[int, int]:
@@ -85,9 +102,10 @@ def clip_latent_weights(model: torch.nn.Module) -> None:
 def predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
     """The model's class per image (argmax of its float output), in eval mode."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return np.concatenate([model(to_float(torch.from_numpy(images[i:i + batch]))).argmax(1).numpy()
-                               for i in range(0, len(images), batch)])
+        return np.concatenate([model(to_float(torch.from_numpy(images[i:i + batch])).to(device)).argmax(1).cpu()
+                               .numpy() for i in range(0, len(images), batch)])
 
 
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
@@ -105,6 +123,8 @@ def train(cfg: TrainConfig) -> dict:
 
     if cfg.epochs < 1:
         raise BcnnError("--epochs must be at least 1")
+    if cfg.precision not in PRECISIONS:
+        raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
     rank, world = _distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -124,6 +144,8 @@ def train(cfg: TrainConfig) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    device = _device()
+    model.to(device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     state = {"epoch": 0, "best_acc": -1.0, "history": []}
@@ -132,9 +154,9 @@ def train(cfg: TrainConfig) -> dict:
         if not (out / "best.pt").is_file():
             raise BcnnError(f"{out}: no best.pt to export; train first")
         if ckpt.is_file():
-            state = torch.load(ckpt, weights_only=False)["state"]
+            state = torch.load(ckpt, weights_only=False, map_location="cpu")["state"]
     elif cfg.resume and ckpt.is_file():
-        saved = torch.load(ckpt, weights_only=False)
+        saved = torch.load(ckpt, weights_only=False, map_location=device)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
@@ -152,8 +174,9 @@ def train(cfg: TrainConfig) -> dict:
         t0, seen, loss_sum = time.time(), 0, 0.0
         bar = _bar(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
         for idx in batches:
-            x = to_float(augment(images[idx], gen))
-            loss = F.cross_entropy(ddp(x), labels[idx])
+            x = to_float(augment(images[idx], gen)).to(device)
+            with _autocast(device, cfg.precision):
+                loss = F.cross_entropy(ddp(x), labels[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -199,8 +222,8 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bd
     from bcnn.engine.reference import predict
     from bcnn.models import export_onnx, snap_thresholds
 
-    best = torch.load(out / "best.pt", weights_only=False)
-    model.load_state_dict(best["model"])
+    best = torch.load(out / "best.pt", weights_only=False, map_location="cpu")
+    model.cpu().load_state_dict(best["model"])
     model.eval()
     snap_thresholds(model)  # same function, but no accumulator near a float crossing: exact everywhere
     onnx_path = out / "model.onnx"
