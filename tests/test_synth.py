@@ -185,3 +185,24 @@ def test_generated_parallelism_and_partial_cache(generated: tuple[dict, dict]) -
     assert [row["cached"] for row in narrow["layers"]] == [False, True, True, True]
     assert narrow["layers"][0]["lut"] < wide["layers"][0]["lut"]
     assert [r["lut"] for r in narrow["layers"][1:]] == [r["lut"] for r in wide["layers"][1:]]
+
+
+def test_one_word_weight_memory_is_constants(generated: tuple[dict, dict], tmp_path: Path) -> None:
+    """Layer 0 folded completely (PE = C_out, SIMD = fan-in) has one weight word: Yosys keeps no block RAM
+    for it even when block RAM is asked for, and the resource model says the same."""
+    gen = pytest.importorskip("bcnn.rtl.generate")
+    from bcnn.plan import make_plan
+    from bcnn.randnet import random_net
+
+    wide, _ = generated
+    net = random_net(np.random.default_rng(0))
+    base = make_plan(net)
+    layer = net.layers[0]
+    pes = [layer.out_ch] + [la["pe"] for la in base["layers"][1:]]
+    simds = [layer.fan_in] + [la["simd"] for la in base["layers"][1:]]
+    folded = {mem: make_plan(net, pe=pes, simd=simds, mem=[mem] + [la["mem"] for la in base["layers"][1:]])
+              for mem in ("bram", "logic")}
+    assert folded["bram"]["layers"][0]["bram36"] == folded["logic"]["layers"][0]["bram36"]
+    res = synthesize(gen.generate(net, folded["bram"], tmp_path / "rtl"), progress=False)
+    assert res["layers"][0]["bram36"] == folded["bram"]["layers"][0]["bram36"]
+    assert make_plan(net, pe=pes, simd=simds)["layers"][0]["mem"] == "logic"  # no style to choose: constants

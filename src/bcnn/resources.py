@@ -109,7 +109,7 @@ def features(g: dict, mem: str) -> tuple[dict, dict]:
     }
     ff = {
         "const": 1.0,
-        "aw_reg": bits if mem != "bram" else 0.0,
+        "aw_reg": bits if mem != "bram" and var else 0.0,
         "ax": g["simd"] * g["ew"],
         "acc": g["pe"] * g["aw"],
         "q": g["banks"] * g["pw"],
@@ -121,7 +121,8 @@ def features(g: dict, mem: str) -> tuple[dict, dict]:
 
 
 def bram(g: dict, mem: str) -> float:
-    b = bram36_for(g["words"], g["pe"] * g["simd"]) if mem == "bram" else 0.0
+    # one weight word is a constant whatever the style asks for: synthesis keeps no memory for it
+    b = bram36_for(g["words"], g["pe"] * g["simd"]) if mem == "bram" and g["words"] > 1 else 0.0
     if g["buf_bram"]:
         b += g["banks"] * bram36_for(g["buf_depth"], g["pw"])
     return b
