@@ -30,14 +30,30 @@ def test_default_model_is_bundled() -> None:
     assert DEFAULT_MODEL in [p.stem for p in BUNDLED]
 
 
-@pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])
-def test_run_design_of_bundled_model_has_its_synthesis_bundled(path: Path, tmp_path: Path) -> None:
-    net = ir.load(path)
-    plan = make_plan(net, device=DEFAULT_DEVICE, clock_mhz=DEFAULT_CLOCK_MHZ)
-    rtl = tmp_path / "rtl"
-    generate(net, plan, rtl)
+@pytest.fixture(scope="module")
+def run_design_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """{model: {engine: cache key}} of the design `bcnn run --model MODEL` makes (default part and clock)."""
     version = yosys_version(tuple(yosys()))
-    missing = [eng["name"] for eng in read_manifest(rtl)["engines"]
-               if not (BUNDLED_CACHE / f"{engine_key(rtl, eng, family_of(DEFAULT_DEVICE), version)}.json").is_file()]
-    assert not missing, (f"no bundled Yosys result for engines {missing} of `bcnn run --model {path.stem}`; "
+    keys = {}
+    for path in BUNDLED:
+        net = ir.load(path)
+        rtl = tmp_path_factory.mktemp(path.stem) / "rtl"
+        generate(net, make_plan(net, device=DEFAULT_DEVICE, clock_mhz=DEFAULT_CLOCK_MHZ), rtl)
+        keys[path.stem] = {eng["name"]: engine_key(rtl, eng, family_of(DEFAULT_DEVICE), version)
+                           for eng in read_manifest(rtl)["engines"]}
+    return keys
+
+
+@pytest.mark.parametrize("model", [p.stem for p in BUNDLED])
+def test_run_design_of_bundled_model_has_its_synthesis_bundled(model: str,
+                                                               run_design_keys: dict[str, dict[str, str]]) -> None:
+    missing = [name for name, key in run_design_keys[model].items()
+               if not (BUNDLED_CACHE / f"{key}.json").is_file()]
+    assert not missing, (f"no bundled Yosys result for engines {missing} of `bcnn run --model {model}`; "
                          f"rerun it and `bcnn synth bcnn-out/rtl --bundle`")
+
+
+def test_bundled_synthesis_holds_nothing_stale(run_design_keys: dict[str, dict[str, str]]) -> None:
+    needed = {key for keys in run_design_keys.values() for key in keys.values()}
+    stale = sorted(p.name for p in BUNDLED_CACHE.glob("*.json") if p.stem not in needed)
+    assert not stale, f"bundled Yosys results no bundled model's run design uses (delete them): {stale}"
