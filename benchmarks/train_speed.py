@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from bcnn.models import build_model
-from bcnn.train import _autocast
+from bcnn.train import autocast
 
 
 def step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
          precision: str) -> float:
     t0 = time.process_time()
-    with _autocast(x.device, precision):
+    with autocast(x.device, precision):
         loss = F.cross_entropy(model(x), y)
     opt.zero_grad()
     loss.backward()

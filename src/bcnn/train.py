@@ -50,7 +50,7 @@ class TrainConfig:
 PRECISIONS = ("fp32", "bf16")
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str) -> torch.autocast:
     """Lower-precision forward pass for training only. The latent weights, the optimizer, evaluation and the
     export check stay float32, so the exported network and its exactness check do not depend on it."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -178,7 +178,7 @@ def train(cfg: TrainConfig) -> dict:
         bar = _bar(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
         for idx in batches:
             x = to_float(augment(images[idx], gen)).to(device)
-            with _autocast(device, cfg.precision):
+            with autocast(device, cfg.precision):
                 loss = F.cross_entropy(ddp(x), labels[idx].to(device))
             opt.zero_grad()
             loss.backward()
