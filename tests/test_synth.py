@@ -187,14 +187,13 @@ def test_generated_parallelism_and_partial_cache(generated: tuple[dict, dict]) -
     assert [r["lut"] for r in narrow["layers"][1:]] == [r["lut"] for r in wide["layers"][1:]]
 
 
-def test_one_word_weight_memory_is_constants(generated: tuple[dict, dict], tmp_path: Path) -> None:
+def test_one_word_weight_memory_is_constants(tmp_path: Path) -> None:
     """Layer 0 folded completely (PE = C_out, SIMD = fan-in) has one weight word: Yosys keeps no block RAM
     for it even when block RAM is asked for, and the resource model says the same."""
     gen = pytest.importorskip("bcnn.rtl.generate")
     from bcnn.plan import make_plan
     from bcnn.randnet import random_net
 
-    wide, _ = generated
     net = random_net(np.random.default_rng(0))
     base = make_plan(net)
     layer = net.layers[0]

@@ -28,8 +28,8 @@ class GpuPower:
     sampled every ``interval_ms`` (None without nvidia-smi or samples)."""
 
     def __init__(self, index: int = 0, interval_ms: int = 100):
-        self.cmd = ["nvidia-smi", f"--id={index}", "--query-gpu=power.draw", "--format=csv,noheader,nounits",
-                    f"--loop-ms={interval_ms}"]
+        self.args = [f"--id={index}", "--query-gpu=power.draw", "--format=csv,noheader,nounits",
+                     f"--loop-ms={interval_ms}"]
         self.proc: subprocess.Popen | None = None
         self.samples: list[float] = []
         self.watts: float | None = None
@@ -37,7 +37,7 @@ class GpuPower:
     def __enter__(self) -> GpuPower:
         exe = shutil.which("nvidia-smi")
         if exe:
-            self.proc = subprocess.Popen([exe, *self.cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            self.proc = subprocess.Popen([exe, *self.args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                          text=True)
         return self
 
