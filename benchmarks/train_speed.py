@@ -1,10 +1,12 @@
-"""Training step speed, float32 against bfloat16 autocast (`bcnn train --precision`), side by side.
+"""Training step speed: float32, bfloat16 autocast (`bcnn train --precision bf16`) and bfloat16 with the
+model compiled (`--compile`), side by side.
 
     python benchmarks/train_speed.py [--archs cnv,binarynet] [--batch 100] [--steps 6] [--threads 1]
 
-The two precisions alternate step by step on the same model and batch, so a busy shared machine slows
-both alike; the figure is the median of each and their ratio. Time is the process's CPU time (threads=1:
-what a shared core steals from the wall clock does not count).
+The three variants alternate step by step on the same model and batch, so a busy shared machine slows
+them alike; the figures are the median of each and the ratios to float32. Time is the process's CPU time
+(threads=1: what a shared core steals from the wall clock does not count). The one-off compile time is
+reported apart.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import torch.nn.functional as F
 from bcnn.models import build_model
 from bcnn.train import autocast
 
+VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "bf16+compile": ("bf16", True)}
 
-def step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+
+def step(forward: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
          precision: str) -> float:
     t0 = time.process_time()
     with autocast(x.device, precision):
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(forward(x), y)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -39,23 +43,27 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"| arch | batch | fp32 ms/step | bf16 ms/step | bf16 speed-up | threads={args.threads}, CPU time, "
-          f"median of {args.steps} |")
-    print("|---|---|---|---|---|")
+    print(f"| arch | batch | fp32 ms/step | bf16 ms/step | bf16+compile ms/step | bf16 speed-up | "
+          f"bf16+compile speed-up | compile s (CPU) | threads={args.threads}, CPU time, median of {args.steps} |")
+    print("|---|---|---|---|---|---|---|---|")
     for arch in args.archs.split(","):
         torch.manual_seed(0)
         model = build_model(arch).train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         x = torch.rand(args.batch, model.in_channels, model.input_size, model.input_size)
         y = torch.randint(0, 10, (args.batch,))
-        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-        for i in range(args.steps + 1):
-            for precision in times:
-                t = step(model, opt, x, y, precision)
-                if i:
-                    times[precision].append(t)
-        fp32, bf16 = (statistics.median(times[k]) * 1e3 for k in ("fp32", "bf16"))
-        print(f"| {arch} | {args.batch} | {fp32:.0f} | {bf16:.0f} | {fp32 / bf16:.2f}x |", flush=True)
+        compiled = torch.compile(model)
+        variants = {name: (compiled if use_compiled else model, precision)
+                    for name, (precision, use_compiled) in VARIANTS.items()}
+        warm_up = {name: step(forward, opt, x, y, precision) for name, (forward, precision) in variants.items()}
+        times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for _ in range(args.steps):
+            for name, (forward, precision) in variants.items():
+                times[name].append(step(forward, opt, x, y, precision))
+        ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+        print(f"| {arch} | {args.batch} | {ms['fp32']:.0f} | {ms['bf16']:.0f} | {ms['bf16+compile']:.0f} | "
+              f"{ms['fp32'] / ms['bf16']:.2f}x | {ms['fp32'] / ms['bf16+compile']:.2f}x | "
+              f"{warm_up['bf16+compile']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

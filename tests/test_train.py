@@ -73,6 +73,32 @@ def test_bf16_training_learns_and_its_export_is_exact(data, tmp_path):
     assert summary["best_acc"] > 0.5 and summary["torch_engine_mismatches"] == 0
 
 
+def test_compiled_training_learns_and_its_export_is_exact(data, tmp_path):
+    summary = _train(data, tmp_path / "run", 2, "--compile")
+    assert summary["best_acc"] > 0.5 and summary["torch_engine_mismatches"] == 0
+
+
+def test_compiled_forward_and_backward_match_eager():
+    """torch.compile must train the same function: loss and every gradient agree with eager mode."""
+    import torch.nn.functional as F
+
+    from bcnn.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny", **json.loads(OPTIONS)).train()
+    x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    results = []
+    for forward in (model, torch.compile(model)):
+        model.zero_grad()
+        loss = F.cross_entropy(forward(x), y)
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (eager_loss, eager_grads), (comp_loss, comp_grads) = results
+    assert comp_loss == pytest.approx(eager_loss, rel=1e-5) and len(comp_grads) == len(eager_grads) > 0
+    for a, b in zip(eager_grads, comp_grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
 def test_unknown_precision_is_refused(data, tmp_path):
     from bcnn.errors import BcnnError
     from bcnn.train import TrainConfig, train

@@ -231,7 +231,7 @@ def cmd_train(args) -> dict:
                       train_limit=args.train_limit, test_limit=args.test_limit,
                       model_options=json.loads(args.options) if args.options else {},
                       export_only=args.export_only, precision=args.precision,
-                      progress=not args.no_progress)
+                      compile=args.compile, progress=not args.no_progress)
     return train(cfg)
 
 
@@ -337,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="arithmetic of the training forward pass; bf16 is about 1.5x faster on CPUs with "
                          "AVX512-BF16 and on GPUs (evaluation and export stay float32)")
+    sp.add_argument("--compile", action="store_true",
+                    help="torch.compile the training forward pass: about 1.6x faster per step after a "
+                         "one-minute compile (needs a C++ compiler on the CPU)")
 
     sp = add("run", cmd_run, "the main job: compile, plan, generate, simulate, synthesize and report")
     sp.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, NET.bcnn or MODEL.onnx")

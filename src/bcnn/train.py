@@ -45,6 +45,7 @@ class TrainConfig:
     progress: bool = True
     export_only: bool = False  # skip training: export and check the best epoch of out_dir so far
     precision: str = "fp32"  # "bf16": autocast the training forward pass (about 1.5x faster on AVX512-BF16)
+    compile: bool = False  # torch.compile the training step's model: fuses Brevitas's elementwise quantizers
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -150,6 +151,9 @@ def train(cfg: TrainConfig) -> dict:
     model.to(device)
     ddp = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
+    # Only the training forward is compiled; evaluation and export use the eager model (same parameters), so
+    # the exported network and its exactness check do not depend on the compiler.
+    forward = torch.compile(ddp) if cfg.compile and not cfg.export_only else ddp
 
     state = {"epoch": 0, "best_acc": -1.0, "history": []}
     ckpt = out / "checkpoint.pt"
@@ -179,7 +183,7 @@ def train(cfg: TrainConfig) -> dict:
         for idx in batches:
             x = to_float(augment(images[idx], gen)).to(device)
             with autocast(device, cfg.precision):
-                loss = F.cross_entropy(ddp(x), labels[idx].to(device))
+                loss = F.cross_entropy(forward(x), labels[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
