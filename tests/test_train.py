@@ -128,10 +128,11 @@ def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
         assert torch.equal(tensor, b["model"][name]), name
 
 
-def test_torchrun_two_processes(data, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--compile"]], ids=["eager", "compiled"])
+def test_torchrun_two_processes(data, tmp_path, extra):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bcnn",
            "train", "--arch", "tiny", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "ddp"),
-           "--options", OPTIONS, "--batch-size", "20", "--no-progress", "--train-limit", "200"]
+           "--options", OPTIONS, "--batch-size", "20", "--no-progress", "--train-limit", "200", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
