@@ -128,6 +128,23 @@ def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
         assert torch.equal(tensor, b["model"][name]), name
 
 
+def test_resume_with_other_settings_is_refused(data, tmp_path):
+    """The LR schedule is part of the checkpoint: --resume with another --epochs would silently keep it."""
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    opts = json.loads(OPTIONS)
+    run = dict(arch="tiny", data=str(data), out_dir=str(tmp_path), batch_size=20, train_limit=40, test_limit=8,
+               model_options=opts, progress=False)
+    train(TrainConfig(epochs=1, **run))
+    with pytest.raises(BcnnError, match=r"--epochs 3 \(checkpoint: 1\)"):
+        train(TrainConfig(epochs=3, resume=True, **run))
+    with pytest.raises(BcnnError, match="options"):
+        train(TrainConfig(epochs=1, export_only=True, **{**run, "model_options": {**opts, "fc": [8]}}))
+    # what does not define the run may change between resumptions
+    assert train(TrainConfig(epochs=1, resume=True, precision="bf16", compile=True, **run))["epochs"] == 1
+
+
 @pytest.mark.parametrize("extra", [[], ["--compile"]], ids=["eager", "compiled"])
 def test_torchrun_two_processes(data, tmp_path, extra):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bcnn",

@@ -49,6 +49,9 @@ class TrainConfig:
 
 
 PRECISIONS = ("fp32", "bf16")
+# What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
+# and progress may change between resumptions).
+RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit")
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -161,9 +164,12 @@ def train(cfg: TrainConfig) -> dict:
         if not (out / "best.pt").is_file():
             raise BcnnError(f"{out}: no best.pt to export; train first")
         if ckpt.is_file():
-            state = torch.load(ckpt, weights_only=False, map_location="cpu")["state"]
+            saved = torch.load(ckpt, weights_only=False, map_location="cpu")
+            _check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
+            state = saved["state"]
     elif cfg.resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False, map_location=device)
+        _check_same_run(saved.get("config", {}), cfg, RUN_DEFINING, ckpt)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
@@ -218,6 +224,17 @@ def train(cfg: TrainConfig) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:
+    """Refuse to continue a checkpoint with other settings: the LR schedule and the shuffles would silently
+    follow the checkpoint's, not the command line's."""
+    flag = {"model_options": "options", "weight_decay": "weight decay"}
+    differ = [f"{flag.get(k, '--' + k.replace('_', '-'))} {getattr(cfg, k)!r} (checkpoint: {saved[k]!r})"
+              for k in keys if k in saved and saved[k] != getattr(cfg, k)]
+    if differ:
+        raise BcnnError(f"{ckpt} was written by a run with other settings: " + "; ".join(differ) +
+                        ". Use the checkpoint's settings, or a new --out folder for a new run.")
 
 
 def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bdata.Dataset) -> dict:
