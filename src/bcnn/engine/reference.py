@@ -1,7 +1,7 @@
 """The reference engine: numpy, written to be obviously correct rather than fast.
 
 It follows the IR's definition line by line (see ``bcnn.ir``): integer input through ``input_lut``,
-then per layer an im2col in HWC order, an exact int64 dot product with ±1 weights, the threshold
+then per layer an im2col in HWC order, an exact integer dot product with ±1 weights, the threshold
 comparison and OR/AND pooling on bits.
 """
 
@@ -36,18 +36,30 @@ def windows(x: np.ndarray, kernel: int, pad: int, pad_value: int) -> np.ndarray:
     return cols.reshape(n, oh, ow, kernel * kernel * c)
 
 
+def exact_dtype(bound: int) -> type:
+    """The fastest matmul dtype that is exact for integers whose every partial sum is within ±bound.
+
+    Floating point holds every integer below 2**24 (float32) or 2**53 (float64) exactly, so a BLAS product
+    of such integers rounds nothing, in whatever order it sums; numpy's int64 matmul has no BLAS.
+    """
+    if bound < 2**24:
+        return np.float32
+    return np.float64 if bound < 2**53 else np.int64
+
+
 def accumulate(layer: Layer, x: np.ndarray, first: bool) -> np.ndarray:
     """acc = Σ x·w for every output pixel and channel, int64 (N, OH, OW, out_ch).
 
     ``x`` is int64 integers for the first layer and bool bits (1 = +1) otherwise.
     """
     if first:
-        values, pad_value = x.astype(np.int64), 0
+        values, pad_value = x, 0
     else:
-        values, pad_value = np.where(x, 1, -1).astype(np.int64), 2 * layer.pad_bit - 1
-    cols = windows(values, layer.kernel, layer.pad, pad_value)
-    w = np.where(layer.weights.reshape(layer.out_ch, -1), 1, -1).astype(np.int64)
-    return cols @ w.T
+        values, pad_value = np.where(x, 1, -1), 2 * layer.pad_bit - 1
+    dtype = exact_dtype(layer.fan_in * max(int(np.abs(values).max(initial=0)), abs(pad_value)))
+    cols = windows(values.astype(dtype), layer.kernel, layer.pad, pad_value)
+    w = np.where(layer.weights.reshape(layer.out_ch, -1), 1, -1).astype(dtype)
+    return (cols @ w.T).astype(np.int64)
 
 
 def threshold_and_pool(layer: Layer, acc: np.ndarray) -> np.ndarray:
