@@ -76,6 +76,8 @@ def test_bf16_training_learns_and_its_export_is_exact(data, tmp_path):
 def test_compiled_training_learns_and_its_export_is_exact(data, tmp_path):
     summary = _train(data, tmp_path / "run", 2, "--compile")
     assert summary["best_acc"] > 0.5 and summary["torch_engine_mismatches"] == 0
+    # the compiled per-epoch evaluation saw what the eager export check sees
+    assert summary["best_acc"] == pytest.approx(summary["torch_test_acc"])
 
 
 def test_compiled_forward_and_backward_match_eager():

@@ -338,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="arithmetic of the training forward pass; bf16 is about 1.5x faster on CPUs with "
                          "AVX512-BF16 and on GPUs (evaluation and export stay float32)")
     sp.add_argument("--compile", action="store_true",
-                    help="torch.compile the training forward pass: about 1.6x faster per step after a "
-                         "one-minute compile (needs a C++ compiler on the CPU)")
+                    help="torch.compile training and per-epoch evaluation (export stays eager): faster "
+                         "after a one-minute compile (needs a C++ compiler on the CPU)")
 
     sp = add("run", cmd_run, "the main job: compile, plan, generate, simulate, synthesize and report")
     sp.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, NET.bcnn or MODEL.onnx")
