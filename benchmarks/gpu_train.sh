@@ -22,8 +22,7 @@ shift
 case $cmd in
 prepare)
     data=${1:-../shared/datasets/cifar10}
-    mkdir -p "$gpu/whl" .git/info
-    grep -qx "/$gpu/" .git/info/exclude 2>/dev/null || echo "/$gpu/" >> .git/info/exclude
+    mkdir -p "$gpu/whl"  # .gitignore holds /.gpu/
     # pinned to what tests pass with here; the machine's image has torch, numpy, numba, onnx, onnxruntime,
     # onnxscript, pillow, tqdm, attrs, protobuf, zipp and the rest
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
