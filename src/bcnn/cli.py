@@ -322,16 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
     sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")
     sp.add_argument("--data", required=True, help="CIFAR-10 class-folder tree or cifar-10-batches-py folder")
-    sp.add_argument("--epochs", type=int, default=10)
+    sp.add_argument("--epochs", type=int, default=10, help="length of the run and of its cosine LR schedule "
+                    "(default 10)")
     sp.add_argument("--out", required=True, help="output folder (checkpoints, model.onnx, model.bcnn)")
-    sp.add_argument("--batch-size", type=int, default=100)
-    sp.add_argument("--lr", type=float, default=5e-3)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--batch-size", type=int, default=100, help="images per step and process (default 100)")
+    sp.add_argument("--lr", type=float, default=5e-3, help="Adam's initial learning rate, cosine-decayed to 0 "
+                    "(default 5e-3)")
+    sp.add_argument("--seed", type=int, default=0, help="weights, shuffles and augmentation (default 0)")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    sp.add_argument("--train-limit", type=int)
-    sp.add_argument("--test-limit", type=int)
+    sp.add_argument("--train-limit", type=int, help="train on the first N images only (classes round-robin)")
+    sp.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
     sp.add_argument("--options", help="JSON dict of model options, e.g. '{\"channels\": [16, 32]}'")
-    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     sp.add_argument("--export-only", action="store_true",
                     help="no training: export, compile and check the best epoch in OUT so far")
     sp.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
