@@ -141,7 +141,7 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
     train(TrainConfig(epochs=1, **run))
     with pytest.raises(BcnnError, match=r"--epochs 3 \(checkpoint: 1\)"):
         train(TrainConfig(epochs=3, resume=True, **run))
-    with pytest.raises(BcnnError, match="options"):
+    with pytest.raises(BcnnError, match="--options"):
         train(TrainConfig(epochs=1, export_only=True, **{**run, "model_options": {**opts, "fc": [8]}}))
     # what does not define the run may change between resumptions
     assert train(TrainConfig(epochs=1, resume=True, precision="bf16", compile=True, **run))["epochs"] == 1

@@ -231,7 +231,7 @@ def train(cfg: TrainConfig) -> dict:
 def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:
     """Refuse to continue a checkpoint with other settings: the LR schedule and the shuffles would silently
     follow the checkpoint's, not the command line's."""
-    flag = {"model_options": "options", "weight_decay": "weight decay"}
+    flag = {"model_options": "--options", "weight_decay": "weight decay"}
     differ = [f"{flag.get(k, '--' + k.replace('_', '-'))} {getattr(cfg, k)!r} (checkpoint: {saved[k]!r})"
               for k in keys if k in saved and saved[k] != getattr(cfg, k)]
     if differ:
