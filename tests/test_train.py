@@ -156,3 +156,32 @@ def test_torchrun_two_processes(data, tmp_path, extra):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "ddp" / "model.bcnn").is_file()
+
+
+def test_warm_start_continues_from_an_earlier_run(data, tmp_path):
+    """--init-from: a new schedule on an earlier run's best weights; the export counts both runs' epochs."""
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    opts = json.loads(OPTIONS)
+    run = dict(arch="tiny", data=str(data), batch_size=20, train_limit=40, test_limit=8, model_options=opts,
+               progress=False)
+    train(TrainConfig(out_dir=str(tmp_path / "a"), epochs=2, **run))
+    # lr 0: the parameters stay those of a's best epoch (batch-norm statistics still move)
+    b = train(TrainConfig(out_dir=str(tmp_path / "b"), epochs=1, lr=0.0, init_from=str(tmp_path / "a"), **run))
+    start = torch.load(tmp_path / "a" / "best.pt", weights_only=False)
+    end = torch.load(tmp_path / "b" / "best.pt", weights_only=False)
+    params = [k for k in start["model"] if "running_" not in k and "num_batches" not in k]
+    assert params and all(torch.equal(start["model"][k], end["model"][k]) for k in params)
+    net = ir.load(tmp_path / "b" / "model.bcnn")
+    assert b["epochs_trained"] == net.meta["epochs_trained"] == start["epoch"] + 1
+    assert net.meta["warm_start"] == {"init_from": str(tmp_path / "a"), "epochs_before": start["epoch"]}
+    assert b["torch_engine_mismatches"] == 0
+    # a warm-started run resumes only as itself
+    with pytest.raises(BcnnError, match="--init-from None"):
+        train(TrainConfig(out_dir=str(tmp_path / "b"), epochs=1, lr=0.0, resume=True, **run))
+    with pytest.raises(BcnnError, match="--options"):
+        train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / "a"),
+                          **{**run, "model_options": {**opts, "fc": [8]}}))
+    with pytest.raises(BcnnError, match="run folder holding best.pt"):
+        train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / "nowhere"), **run))

@@ -231,7 +231,7 @@ def cmd_train(args) -> dict:
                       train_limit=args.train_limit, test_limit=args.test_limit,
                       model_options=json.loads(args.options) if args.options else {},
                       export_only=args.export_only, precision=args.precision,
-                      compile=args.compile, progress=not args.no_progress)
+                      compile=args.compile, init_from=args.init_from, progress=not args.no_progress)
     return train(cfg)
 
 
@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default 5e-3)")
     sp.add_argument("--seed", type=int, default=0, help="weights, shuffles and augmentation (default 0)")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "
+                    "(its folder, for its best epoch, or a .pt file of it), with a fresh optimizer and LR "
+                    "schedule; to train on after a run's schedule has ended")
     sp.add_argument("--train-limit", type=int, help="train on the first N images only (classes round-robin)")
     sp.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
     sp.add_argument("--options", help="JSON dict of model options, e.g. '{\"channels\": [16, 32]}'")

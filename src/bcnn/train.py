@@ -7,6 +7,9 @@ export of the best epoch) and ``model.bcnn`` (the compiled integer IR), ``histor
 Determinism: the shuffle and augmentation of epoch e draw from a generator seeded with (seed, e), so a run
 resumed after a kill reaches the same weights as an uninterrupted one. Runs under ``torchrun`` with
 DistributedDataParallel (gloo on CPU, nccl on GPUs): each rank takes every world_size-th batch.
+
+Warm start: ``init_from`` starts a new run (fresh optimizer and cosine schedule) from the weights of an
+earlier one, so training can go on after a finished schedule; the export counts the earlier epochs.
 """
 
 from __future__ import annotations
@@ -46,12 +49,14 @@ class TrainConfig:
     export_only: bool = False  # skip training: export and check the best epoch of out_dir so far
     precision: str = "fp32"  # "bf16": autocast the training forward pass (about 1.5x faster on AVX512-BF16)
     compile: bool = False  # torch.compile training and evaluation: fuses Brevitas's elementwise quantizers
+    init_from: str | None = None  # warm start: a run folder (its best.pt) or a .pt file of one
 
 
 PRECISIONS = ("fp32", "bf16")
 # What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
 # and progress may change between resumptions).
-RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit")
+RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
+                "init_from")
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -160,7 +165,7 @@ def train(cfg: TrainConfig) -> dict:
     forward = torch.compile(ddp, dynamic=False) if compiled else ddp
     evaluator = torch.compile(model, dynamic=False) if compiled else model
 
-    state = {"epoch": 0, "best_acc": -1.0, "history": []}
+    state = {"epoch": 0, "best_acc": -1.0, "history": [], "epochs_before": 0}
     ckpt = out / "checkpoint.pt"
     if cfg.export_only:
         if not (out / "best.pt").is_file():
@@ -176,8 +181,11 @@ def train(cfg: TrainConfig) -> dict:
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         state = saved["state"]
-    elif cfg.resume and rank == 0:
-        print(f"no checkpoint in {out}; starting from scratch")
+    else:
+        if cfg.resume and rank == 0:
+            print(f"no checkpoint in {out}; starting {'from ' + cfg.init_from if cfg.init_from else 'from scratch'}")
+        if cfg.init_from:
+            state["epochs_before"] = warm_start(model, cfg)
 
     images = torch.from_numpy(train_ds.images)
     labels = torch.from_numpy(train_ds.labels)
@@ -214,7 +222,10 @@ def train(cfg: TrainConfig) -> dict:
                   flush=True)
             if acc > state["best_acc"]:
                 state["best_acc"] = acc
-                _atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1, "acc": acc}, out / "best.pt")
+                _atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1, "acc": acc, "arch": cfg.arch,
+                                    "model_options": cfg.model_options,
+                                    "epochs_before": state.get("epochs_before", 0), "init_from": cfg.init_from},
+                                   out / "best.pt")
             _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
 
@@ -226,6 +237,27 @@ def train(cfg: TrainConfig) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> int:
+    """Load the weights of ``cfg.init_from`` into ``model``; returns the epochs they were trained for."""
+    src = Path(cfg.init_from)
+    if src.is_dir():
+        src = src / "best.pt"
+    if not src.is_file():
+        raise BcnnError(f"--init-from {cfg.init_from}: expected a run folder holding best.pt, or a .pt file")
+    saved = torch.load(src, weights_only=False, map_location="cpu")
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise BcnnError(f"--init-from {src}: not a best.pt or checkpoint.pt written by bcnn train")
+    _check_same_run(saved.get("config", saved), cfg, ("arch", "model_options"), src)
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as e:  # a best.pt of older versions does not name its arch
+        raise BcnnError(f"--init-from {src}: its weights do not fit --arch {cfg.arch} with these "
+                        f"--options: {str(e).splitlines()[0]}") from None
+    if "state" in saved:  # checkpoint.pt: the epochs of its own run so far
+        return saved["state"].get("epochs_before", 0) + saved["state"]["epoch"]
+    return saved.get("epochs_before", 0) + saved["epoch"]
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:
@@ -261,12 +293,16 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bd
     check = {"test_images": len(test_ds), "engine_test_acc": float((engine_pred == test_ds.labels).mean()),
              "torch_test_acc": float((torch_pred == test_ds.labels).mean()),
              "torch_engine_mismatches": int((torch_pred != engine_pred).sum())}
-    net.meta.update({"arch": cfg.arch, "epochs_trained": best["epoch"], "seed": cfg.seed,
+    before = best.get("epochs_before", 0)
+    net.meta.update({"arch": cfg.arch, "epochs_trained": before + best["epoch"], "seed": cfg.seed,
                      "model_options": cfg.model_options, **check})
+    if best.get("init_from"):
+        net.meta["warm_start"] = {"init_from": best["init_from"], "epochs_before": before}
     ir.save(net, out / "model.bcnn")
     print(f"exported epoch {best['epoch']}: engine accuracy {check['engine_test_acc']:.4f} on {len(test_ds)} "
           f"test images, torch vs engine mismatches {check['torch_engine_mismatches']}", flush=True)
-    return {"onnx": str(onnx_path), "bcnn": str(out / "model.bcnn"), "best_epoch": best["epoch"], **check}
+    return {"onnx": str(onnx_path), "bcnn": str(out / "model.bcnn"), "best_epoch": best["epoch"],
+            "epochs_trained": before + best["epoch"], **check}
 
 
 def _bar(total: int, desc: str, enabled: bool):
