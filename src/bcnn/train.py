@@ -186,6 +186,14 @@ def train(cfg: TrainConfig) -> dict:
             print(f"no checkpoint in {out}; starting {'from ' + cfg.init_from if cfg.init_from else 'from scratch'}")
         if cfg.init_from:
             state["epochs_before"] = warm_start(model, cfg)
+            # epoch 0 is the source itself: a warm restart never exports worse weights than it started from
+            acc = evaluate(evaluator, test_ds.images, test_ds.labels)
+            state["best_acc"] = acc
+            state["history"].append({"epoch": 0, "test_acc": acc})
+            if rank == 0:
+                print(f"warm start from {cfg.init_from} ({state['epochs_before']} epochs): test accuracy "
+                      f"{acc:.4f}", flush=True)
+                _save_best(out, model, cfg, state, 0, acc)
 
     images = torch.from_numpy(train_ds.images)
     labels = torch.from_numpy(train_ds.labels)
@@ -222,10 +230,7 @@ def train(cfg: TrainConfig) -> dict:
                   flush=True)
             if acc > state["best_acc"]:
                 state["best_acc"] = acc
-                _atomic_torch_save({"model": model.state_dict(), "epoch": epoch + 1, "acc": acc, "arch": cfg.arch,
-                                    "model_options": cfg.model_options,
-                                    "epochs_before": state.get("epochs_before", 0), "init_from": cfg.init_from},
-                                   out / "best.pt")
+                _save_best(out, model, cfg, state, epoch + 1, acc)
             _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
 
@@ -237,6 +242,12 @@ def train(cfg: TrainConfig) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _save_best(out: Path, model: torch.nn.Module, cfg: TrainConfig, state: dict, epoch: int, acc: float) -> None:
+    _atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "acc": acc, "arch": cfg.arch,
+                        "model_options": cfg.model_options, "epochs_before": state.get("epochs_before", 0),
+                        "init_from": cfg.init_from}, out / "best.pt")
 
 
 def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> int:
