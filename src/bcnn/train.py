@@ -183,7 +183,7 @@ def train(cfg: TrainConfig) -> dict:
         state = saved["state"]
     else:
         if cfg.resume and rank == 0:
-            print(f"no checkpoint in {out}; starting {'from ' + cfg.init_from if cfg.init_from else 'from scratch'}")
+            print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}")
         if cfg.init_from:
             state["epochs_before"] = warm_start(model, cfg)
             # epoch 0 is the source itself: a warm restart never exports worse weights than it started from
