@@ -2,22 +2,37 @@
 # Train a shipped model on a lent GPU machine (the session's `device` tool) in one call, and measure how fast.
 #
 #   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA defaults to ../shared/datasets/cifar10
-#   there:  run(command="bash benchmarks/gpu_train.sh train binarynet 540", carry=[".gpu"], timeout_s=600)
-#   here:   bash benchmarks/gpu_train.sh check DIR         # DIR: the call's files_at, holding model.bcnn
+#   there:  run(command="bash benchmarks/gpu_train.sh train binarynet 570", carry=[".gpu"], timeout_s=600)
+#   there, at once on the warm machine:  run(command="bash benchmarks/gpu_train.sh bench 120 binarynet cnv")
+#   here:   bash benchmarks/gpu_train.sh check DIR/binarynet  # DIR: the call's files_at
 #
 # prepare: puts what the GPU machine lacks into .gpu/ (git-ignored, carried by the call, under 64 MiB):
 #   the wheels of brevitas, qonnx and their dependencies that its image does not hold, and the CIFAR-10
 #   JPEG tree (55 MiB; the machine reaches no network).
-# train ARCH SECONDS [bcnn train options]: trains two epochs to measure the epoch time and the fixed costs
-#   (start, compile, export), then one run of as many epochs as fit in SECONDS in all (the cosine schedule
-#   needs its length up front; EPOCHS=N skips the measurement), bf16 and compiled. The export and its
-#   torch-vs-engine check run there; model.bcnn, history.json and train.log come back in $OUT (the float
-#   checkpoints are over the 16 MiB a returned file may have, so a GPU run cannot be resumed later).
+# train ARCH SECONDS [bcnn train options]: one run of as many epochs as fit in SECONDS in all, bf16 and compiled
+#   (the cosine schedule needs its length up front). A calibration run first (2 epochs on a tenth of the
+#   data, no export) compiles the model, which torch's compile cache keeps for the real run, and times an
+#   epoch; EPOCHS=N skips it. The export and its torch-vs-engine check run there (EXPORT_S seconds are kept
+#   for them; a run that overruns is stopped in time and its best epoch so far exported). model.bcnn,
+#   history.json and train.log come back in $OUT/ARCH (the float checkpoints are over the 16 MiB a returned
+#   file may have, so a GPU run cannot be resumed later).
+# bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
+#   engine, within SECONDS in all; the JSON comes back as $OUT/bench-NET.json.
 # check DIR: `bcnn infer` of the returned model on all 10,000 test images here, to ship it.
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
 cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | check DIR}
 shift
+export_s=${EXPORT_S:-90}  # the export of the best epoch: ONNX, compile, torch and engine on 10,000 images
+
+setup() {  # there: the carried wheels, and the data decoded once into the cache
+    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+    if ! python3 -c "import brevitas, qonnx" 2>/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$gpu"/whl/*.whl
+        nvidia-smi -L || true
+    fi
+    python3 -c "from bcnn import data; [data.load('$gpu/cifar10', s) for s in ('train', 'test')]"
+}
 
 case $cmd in
 prepare)
@@ -37,27 +52,61 @@ prepare)
     ;;
 train)
     arch=${1:?ARCH}; budget=${2:?SECONDS}; shift 2
-    start=$(date +%s)
-    out=${OUT:-/tmp/gpu-out}; mkdir -p "$out"
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$gpu"/whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-    nvidia-smi -L || true
-    run() {  # run EPOCHS DIR [options]: one bcnn train run, its log appended to $out/train.log
-        local epochs=$1 dir=$2; shift 2
-        python3 -m bcnn train --arch "$arch" --data "$gpu/cifar10" --epochs "$epochs" --out "$dir" --no-progress \
-            --precision bf16 --compile "$@" 2>&1 | tee -a "$out/train.log"
-    }
+    deadline=$(( $(date +%s) + budget ))
+    out=${OUT:-/tmp/gpu-out}/$arch; mkdir -p "$out"
+    setup
+    # options after ARCH SECONDS come last, so they may override these
+    train=(python3 -m bcnn train --arch "$arch" --data "$gpu/cifar10" --no-progress --precision bf16 --compile)
     if [ -z "${EPOCHS:-}" ]; then
-        # two epochs: the first also compiles, the second is the steady epoch time
-        t0=$(date +%s); run 2 /tmp/calibrate "$@"; t1=$(date +%s)
-        epoch_s=$(python3 -c "import json; print(round(json.load(open('/tmp/calibrate/history.json'))['history'][1]['seconds'], 2))")
-        fixed_s=$(python3 -c "print(round($t1 - $t0 - 2 * $epoch_s))")  # start, compile, export: paid again
-        EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($budget - ($t1 - $start) - $fixed_s) / $epoch_s)))")
+        calibrate() {
+            t0=$(date +%s)
+            "${train[@]}" --epochs 2 --out /tmp/calibrate-"$arch" --train-limit 5000 --test-limit 1000 --no-export \
+                "$@" 2>&1 | tee -a "$out/train.log"
+            local rc=${PIPESTATUS[0]}
+            t1=$(date +%s)
+            return "$rc"
+        }
+        if ! calibrate "$@"; then  # one lent GPU call is all there is: rather eager than nothing
+            echo "the compiled run failed: training eagerly" | tee -a "$out/train.log"
+            unset 'train[-1]'
+            calibrate "$@"
+        fi
+        # a tenth of the images, a tenth of the test set: ten times its second epoch is a full epoch
+        read -r epoch_s fixed_s < <(python3 -c "import json
+h = json.load(open('/tmp/calibrate-$arch/history.json'))['history']
+first, second = h[0]['seconds'], h[1]['seconds']
+# start and data loading, and half the cold compile: the real run compiles from torch's cache
+print(round(10 * second, 2), round($t1 - $t0 - first - second + 0.5 * (first - second)))")
+        EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($deadline - $t1 - $fixed_s - $export_s) / $epoch_s)))")
         echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs" | tee -a "$out/train.log"
     fi
-    run "$EPOCHS" /tmp/run "$@"
-    cp /tmp/run/model.bcnn /tmp/run/history.json "$out/"
-    echo "all done in $(( $(date +%s) - start )) s" | tee -a "$out/train.log"
+    run=("${train[@]}" --epochs "$EPOCHS" --out /tmp/run-"$arch" "$@")
+    set +e
+    timeout $(( deadline - $(date +%s) - export_s )) "${run[@]}" 2>&1 | tee -a "$out/train.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    if [ "$rc" = 124 ]; then
+        echo "stopped at the deadline: exporting the best epoch so far" | tee -a "$out/train.log"
+        "${run[@]}" --export-only 2>&1 | tee -a "$out/train.log"
+    elif [ "$rc" != 0 ]; then
+        exit "$rc"
+    fi
+    cp /tmp/run-"$arch"/model.bcnn /tmp/run-"$arch"/history.json "$out/"
+    echo "all done $(( $(date +%s) - deadline + budget )) s after the start" | tee -a "$out/train.log"
+    ;;
+bench)
+    budget=${1:?SECONDS}; shift
+    deadline=$(( $(date +%s) + budget ))
+    out=${OUT:-/tmp/gpu-out}; mkdir -p "$out"
+    setup
+    backends=$(python3 -c "from bcnn.bench import BACKENDS; print(','.join(b for b in BACKENDS
+        if b in ('fast', 'torch-cuda') or 'packed' in b and b.endswith('cuda')))")
+    for net in "$@"; do
+        left=$(( deadline - $(date +%s) ))
+        [ "$left" -gt 10 ] || { echo "bench: no time left for $net"; break; }
+        timeout "$left" python3 -m bcnn bench "random:$net" --batch 1,16,256,4096 --backends "$backends" \
+            --json > "$out/bench-$net.json" || echo "bench $net: exit $?"
+    done
     ;;
 check)
     dir=${1:?DIR}

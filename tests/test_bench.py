@@ -79,3 +79,42 @@ def test_gpu_power_parsing_and_absence(monkeypatch):
     with GpuPower() as p:
         pass
     assert p.watts is None and p.samples == []
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_packed_torch_model_is_exact(seed, monkeypatch):
+    """Bit-packed XOR-popcount model == reference: pad bits 0 and 1, fan-ins not multiples of 64 (70 and 65
+    channels, 3×3 kernels), OR and AND pooling, FC layers; a tiny chunk size also exercises the chunking."""
+    torch = pytest.importorskip("torch")
+    from bcnn.engine import packed_torch
+
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, (8, 8, 3), convs=[ConvSpec(70, pad=1), ConvSpec(65, pad=1, pool=2), ConvSpec(64, pad=2)],
+                     fcs=[33, 10])
+    net.layers[1].pad_bit, net.layers[2].pad_bit = seed, 1 - seed
+    assert net.layers[1].pool_and.any() and not net.layers[1].pool_and.all()
+    x = random_images(rng, net, 5)
+    monkeypatch.setattr(packed_torch, "CHUNK_BYTES", 4096 if seed else 2**28)
+    with torch.inference_mode():
+        out = packed_torch.packed_torch_model(net)(torch.from_numpy(x))
+    assert out.dtype == torch.int64 and np.array_equal(out.numpy(), run_reference(net, x))
+
+
+def test_popcount64_signed_words():
+    torch = pytest.importorskip("torch")
+    from bcnn.engine.packed_torch import popcount64
+
+    words = [0, -1, -(1 << 63), 1, (1 << 63) - 1, 0x5555555555555555, -0x5555555555555556, 12345]
+    got = popcount64(torch.tensor(words, dtype=torch.int64)).tolist()
+    assert got == [bin(w & (2**64 - 1)).count("1") for w in words]
+
+
+def test_run_bench_torch_packed():
+    pytest.importorskip("torch")
+    result = bench.run_bench(small_net(), batches=(2,), backends=("torch-packed", "torch-packed-cuda"), repeats=1,
+                             min_seconds=0)
+    assert [(r["backend"], r["batch"]) for r in result["results"]] == [("torch-packed", 2)]
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "torch-packed-cuda: no CUDA device here" in result["notes"]

@@ -10,6 +10,7 @@ the batch, so images/s = f / II and latency = (pipeline latency + (batch âˆ’ 1)Â
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,10 @@ from bcnn.gpupower import GpuPower
 from bcnn.ir import Net
 from bcnn.randnet import ConvSpec, random_images, random_net
 
-BACKENDS = ("fast", "reference", "torch", "torch-cuda", "fpga")
+# torch-packed: bit-packed XOR + popcount in torch integer ops (bcnn.engine.packed_torch), eager on the CPU and
+# torch.compile'd on the GPU; *-cuda: on the GPU, skipped with a note without one.
+BACKENDS = ("fast", "reference", "torch", "torch-cuda", "torch-packed", "torch-packed-cuda", "fpga")
+_TORCH_BACKENDS = ("torch", "torch-cuda", "torch-packed", "torch-packed-cuda")
 
 # The two CIFAR-10 topologies of the comparison (see DESIGN.md): FINN's CNV and the paper's BinaryNet.
 TOPOLOGIES: dict[str, tuple[list[ConvSpec], list[int]]] = {
@@ -96,19 +100,23 @@ def torch_model(net: Net, device: str = "cpu"):
     return IRModule().to(device).eval()
 
 
-def torch_runner(net: Net, device: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+def torch_runner(net: Net, device: str, threads: int | None,
+                 build: Callable[..., object] | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Images in, int64 accumulators out, for a model from ``build(net, device)`` (default: torch_model)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    model = torch_model(net, device)
+    model = (build or torch_model)(net, device)
 
     def run(images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             out = model(torch.from_numpy(images).to(device))
             if device != "cpu":
                 torch.cuda.synchronize()
-            return out.round().to(torch.int64).cpu().numpy()
+            if out.is_floating_point():  # the float32 model; the packed one is already int64
+                out = out.round()
+            return out.to(torch.int64).cpu().numpy()
 
     return run
 
@@ -137,7 +145,7 @@ def fpga_rows(fpga: dict, batches: Sequence[int]) -> list[dict]:
 def run_bench(
     net: Net,
     batches: Sequence[int] = (1, 4, 16, 64, 256),
-    backends: Sequence[str] = ("fast", "reference", "torch", "torch-cuda"),
+    backends: Sequence[str] = ("fast", "reference", "torch", "torch-cuda", "torch-packed", "torch-packed-cuda"),
     repeats: int = 5,
     fpga: dict | None = None,
     threads: int | None = None,
@@ -150,8 +158,8 @@ def run_bench(
 
     ``fpga``: {"ii_cycles", "latency_cycles", "clock_mhz"} adds the FPGA rows. ``images``: uint8 images to
     draw batches from (default: random pixels; throughput does not depend on them). Backends that are not
-    available here (torch-cuda without a GPU) are skipped with a note, and each backend must reproduce the
-    reference engine's outputs on a few images before it is timed.
+    available here (the *-cuda ones without a GPU) are skipped with a note, and each backend must reproduce
+    the reference engine's outputs on a few images before it is timed.
     """
     from bcnn.engine.fast import FastEngine, warmup
     from bcnn.engine.reference import run_reference
@@ -178,21 +186,37 @@ def run_bench(
             runners[name] = lambda x, e=engine: e.run(x, threads=threads)
         elif name == "reference":
             runners[name] = lambda x: run_reference(net, x)
-        elif name in ("torch", "torch-cuda"):
+        elif name in _TORCH_BACKENDS:
             try:
                 import torch
             except ImportError:
                 result["notes"].append(f"{name}: torch is not installed")
                 continue
-            if name == "torch-cuda" and not torch.cuda.is_available():
-                result["notes"].append("torch-cuda: no CUDA device here")
+            cuda = name.endswith("-cuda")
+            if cuda and not torch.cuda.is_available():
+                result["notes"].append(f"{name}: no CUDA device here")
                 continue
+            build = None
+            if name.startswith("torch-packed"):
+                from bcnn.engine.packed_torch import packed_torch_model
+
+                # On the GPU, torch.compile fuses XOR + popcount + sum into one Triton kernel instead of
+                # materializing (positions, out_ch, words) temporaries; the CPU variant stays eager (quick start).
+                build = functools.partial(packed_torch_model, compile=cuda)
             try:
-                runners[name] = torch_runner(net, "cpu" if name == "torch" else "cuda", threads)
+                runners[name] = torch_runner(net, "cuda" if cuda else "cpu", threads, build)
+                got = runners[name](check)  # compiles here, where the model is compiled
             except BcnnError as e:
                 result["notes"].append(f"{name}: {e}")
+                runners.pop(name, None)
                 continue
-        if name in runners and not np.array_equal(runners[name](check), expected):
+            except Exception as e:  # noqa: BLE001 - e.g. no Triton for torch.compile: note it, time the rest
+                result["notes"].append(f"{name}: failed to run ({type(e).__name__}: {e})")
+                runners.pop(name, None)
+                continue
+            if not np.array_equal(got, expected):
+                raise BcnnError(f"backend {name} does not reproduce the reference engine's outputs")
+        if name in runners and name not in _TORCH_BACKENDS and not np.array_equal(runners[name](check), expected):
             raise BcnnError(f"backend {name} does not reproduce the reference engine's outputs")
 
     for name, run in runners.items():
@@ -200,7 +224,7 @@ def run_bench(
             if name == "reference" and b > reference_max_batch:
                 continue
             reps = repeats if name != "reference" else min(repeats, 2)
-            with GpuPower() if name == "torch-cuda" else contextlib.nullcontext() as power:
+            with GpuPower() if name.endswith("-cuda") else contextlib.nullcontext() as power:
                 seconds = _time(run, np.ascontiguousarray(pool[:b]), reps,
                                 min_seconds if name != "reference" else 0)
             row = {"backend": name, "batch": b, "images_per_s": b / seconds, "latency_ms": seconds * 1e3}
@@ -208,7 +232,7 @@ def run_bench(
                 row["watts"] = power.watts
                 row["energy_mj_per_image"] = power.watts / row["images_per_s"] * 1e3
             result["results"].append(row)
-            log(f"{name:<10} batch {b:>4}: {row['images_per_s']:>10,.1f} images/s, {row['latency_ms']:>9.3f} ms")
+            log(f"{name:<17} batch {b:>4}: {row['images_per_s']:>10,.1f} images/s, {row['latency_ms']:>9.3f} ms")
     if fpga:
         result["fpga"] = dict(fpga)
         result["results"] += fpga_rows(fpga, batches)
@@ -253,7 +277,7 @@ def plot(result: dict, path: str | os.PathLike, title: str = "", metric: str = "
 
 
 def format_table(result: dict) -> str:
-    rows = ["backend     batch     images/s   latency ms"]
+    rows = ["backend            batch     images/s   latency ms"]
     for r in result["results"]:
-        rows.append(f"{r['backend']:<10} {r['batch']:>6} {r['images_per_s']:>12,.1f} {r['latency_ms']:>12.3f}")
+        rows.append(f"{r['backend']:<17} {r['batch']:>6} {r['images_per_s']:>12,.1f} {r['latency_ms']:>12.3f}")
     return "\n".join(rows + [f"note: {n}" for n in result["notes"]])

@@ -230,7 +230,7 @@ def cmd_train(args) -> dict:
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
                       train_limit=args.train_limit, test_limit=args.test_limit,
                       model_options=json.loads(args.options) if args.options else {},
-                      export_only=args.export_only, precision=args.precision,
+                      export_only=args.export_only, export=not args.no_export, precision=args.precision,
                       compile=args.compile, init_from=args.init_from, progress=not args.no_progress)
     return train(cfg)
 
@@ -271,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", cmd_bench, "images/s and latency per batch size: fast engine, reference, PyTorch, FPGA")
     sp.add_argument("net", help="NET.bcnn, MODEL.onnx, a bundled model, or random:cnv / random:binarynet")
     sp.add_argument("--batch", default="1,4,16,64,256", help="comma-separated batch sizes")
-    sp.add_argument("--backends", default="fast,reference,torch,torch-cuda,fpga",
-                    help="comma-separated subset of fast,reference,torch,torch-cuda,fpga")
+    sp.add_argument("--backends", default="fast,reference,torch,torch-cuda,torch-packed,torch-packed-cuda,fpga",
+                    help="comma-separated subset of fast,reference,torch,torch-cuda,torch-packed,"
+                         "torch-packed-cuda,fpga (torch-packed: bit-packed XOR-popcount in torch; "
+                         "*-cuda: on the GPU, skipped without one)")
     sp.add_argument("--repeats", type=int, default=5, help="timed calls per point (median)")
     sp.add_argument("--min-seconds", type=float, default=0.5, help="keep timing a point at least this long")
     sp.add_argument("--threads", type=int, help="CPU threads (default: all)")
@@ -339,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     sp.add_argument("--export-only", action="store_true",
                     help="no training: export, compile and check the best epoch in OUT so far")
+    sp.add_argument("--no-export", action="store_true",
+                    help="train only, no export at the end (timing runs); --export-only exports later")
     sp.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="arithmetic of the training forward pass; bf16 is about 1.5x faster on CPUs with "
                          "AVX512-BF16 and on GPUs (evaluation and export stay float32)")
