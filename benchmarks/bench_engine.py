@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nets", help="comma-separated: NET.bcnn, bundled names, random:cnv, random:binarynet")
     p.add_argument("--batch", default="1,4,16,64,256")
-    p.add_argument("--backends", default="fast,reference,torch,torch-cuda,torch-packed,torch-packed-cuda")
+    p.add_argument("--backends", default="fast,reference,torch,torch-cuda,torch-packed-cuda")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=str(HERE / "results"))

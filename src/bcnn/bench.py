@@ -145,7 +145,7 @@ def fpga_rows(fpga: dict, batches: Sequence[int]) -> list[dict]:
 def run_bench(
     net: Net,
     batches: Sequence[int] = (1, 4, 16, 64, 256),
-    backends: Sequence[str] = ("fast", "reference", "torch", "torch-cuda", "torch-packed", "torch-packed-cuda"),
+    backends: Sequence[str] = ("fast", "reference", "torch", "torch-cuda", "torch-packed-cuda"),
     repeats: int = 5,
     fpga: dict | None = None,
     threads: int | None = None,

@@ -271,10 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", cmd_bench, "images/s and latency per batch size: fast engine, reference, PyTorch, FPGA")
     sp.add_argument("net", help="NET.bcnn, MODEL.onnx, a bundled model, or random:cnv / random:binarynet")
     sp.add_argument("--batch", default="1,4,16,64,256", help="comma-separated batch sizes")
-    sp.add_argument("--backends", default="fast,reference,torch,torch-cuda,torch-packed,torch-packed-cuda,fpga",
+    sp.add_argument("--backends", default="fast,reference,torch,torch-cuda,torch-packed-cuda,fpga",
                     help="comma-separated subset of fast,reference,torch,torch-cuda,torch-packed,"
-                         "torch-packed-cuda,fpga (torch-packed: bit-packed XOR-popcount in torch; "
-                         "*-cuda: on the GPU, skipped without one)")
+                         "torch-packed-cuda,fpga (torch-packed: bit-packed XOR-popcount in torch ops, slow "
+                         "on a CPU, where `fast` is the bit-packed engine; *-cuda: on the GPU, skipped "
+                         "without one)")
     sp.add_argument("--repeats", type=int, default=5, help="timed calls per point (median)")
     sp.add_argument("--min-seconds", type=float, default=0.5, help="keep timing a point at least this long")
     sp.add_argument("--threads", type=int, help="CPU threads (default: all)")
