@@ -187,3 +187,17 @@ def test_warm_start_continues_from_an_earlier_run(data, tmp_path):
                           **{**run, "model_options": {**opts, "fc": [8]}}))
     with pytest.raises(BcnnError, match="run folder holding best.pt"):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / "nowhere"), **run))
+
+
+def test_no_export_trains_only_and_export_only_exports_later(data, tmp_path):
+    """--no-export (the GPU script's timing run) writes no model; --export-only then exports the best epoch."""
+    from bcnn.train import TrainConfig, train
+
+    run = dict(arch="tiny", data=str(data), out_dir=str(tmp_path), batch_size=20, train_limit=40, test_limit=8,
+               model_options=json.loads(OPTIONS), progress=False, epochs=1)
+    summary = train(TrainConfig(export=False, **run))
+    assert summary["epochs"] == 1 and "bcnn" not in summary
+    assert (tmp_path / "best.pt").is_file() and not (tmp_path / "model.bcnn").exists()
+    assert (tmp_path / "history.json").is_file()
+    exported = train(TrainConfig(export_only=True, **run))
+    assert (tmp_path / "model.bcnn").is_file() and exported["torch_engine_mismatches"] == 0
