@@ -2,8 +2,9 @@
 # Train a shipped model on a lent GPU machine (the session's `device` tool) in one call, and measure how fast.
 #
 #   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA defaults to ../shared/datasets/cifar10
-#   there:  run(command="bash benchmarks/gpu_train.sh train binarynet 570", carry=[".gpu"], timeout_s=600)
-#   there, at once on the warm machine:  run(command="bash benchmarks/gpu_train.sh bench 120 binarynet cnv")
+#   there:  run(command="bash benchmarks/gpu_train.sh train binarynet 565", carry=[".gpu"], timeout_s=590)
+#   there, at once on the still-warm machine, with the device time left:
+#           run(command="bash benchmarks/gpu_train.sh bench 120 binarynet cnv", carry=[".gpu"], timeout_s=150)
 #   here:   bash benchmarks/gpu_train.sh check DIR/binarynet  # DIR: the call's files_at
 #
 # prepare: puts what the GPU machine lacks into .gpu/ (git-ignored, carried by the call, under 64 MiB):
@@ -14,15 +15,17 @@
 #   data, no export) compiles the model, which torch's compile cache keeps for the real run, and times an
 #   epoch; EPOCHS=N skips it. The export and its torch-vs-engine check run there (EXPORT_S seconds are kept
 #   for them; a run that overruns is stopped in time and its best epoch so far exported). model.bcnn,
-#   history.json and train.log come back in $OUT/ARCH (the float checkpoints are over the 16 MiB a returned
-#   file may have, so a GPU run cannot be resumed later).
+#   history.json, train.log and the best epoch's float weights (bfloat16, in parts: best-bf16.pt.partNN)
+#   come back in $OUT/ARCH. A later lease goes on from them: `check` joins them into .gpu/ARCH-best.pt,
+#   and `train ARCH SECONDS --init-from .gpu/ARCH-best.pt --lr LR` starts a warm restart from it.
 # bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
 #   engine, within SECONDS in all; the JSON comes back as $OUT/bench-NET.json, the rows as they are measured
 #   as $OUT/bench-NET.log. torch-packed-cuda compiles once per batch size (about 30 s each for binarynet).
-# check DIR: `bcnn infer` of the returned model on all 10,000 test images here, to ship it.
+# check DIR: `bcnn infer` of the returned model on all 10,000 test images here, to ship it; and the returned
+#   float weights joined into .gpu/ARCH-best.pt.
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
-cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | check DIR}
+cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | bench SECONDS NET... | check DIR}
 shift
 export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch and engine on 10,000 images
 # (binarynet's took about 30 s on the H200 machine's 16 cores)
@@ -101,6 +104,14 @@ print(round(10 * second, 2), round($t1 - $t0 - first - second + 0.5 * (first - s
         exit "$rc"
     fi
     cp /tmp/run-"$arch"/model.bcnn /tmp/run-"$arch"/history.json "$out/"
+    # The best epoch's float weights, for a later lease to go on from (--init-from): in bfloat16 (the signs
+    # that the binary layers use stay exact; half the size, so binarynet's fit a call's carry) and in parts
+    # below the 16 MiB a returned file may have. `check` joins them again.
+    python3 -c "import sys, torch
+saved = torch.load(sys.argv[1], weights_only=False, map_location='cpu')
+saved['model'] = {k: v.bfloat16() if v.is_floating_point() else v for k, v in saved['model'].items()}
+torch.save(saved, sys.argv[2])" /tmp/run-"$arch"/best.pt /tmp/best-bf16-"$arch".pt
+    split -b 15m -d /tmp/best-bf16-"$arch".pt "$out/best-bf16.pt.part"
     echo "all done $(( $(date +%s) - deadline + budget )) s after the start" | tee -a "$out/train.log"
     ;;
 bench)
@@ -121,6 +132,11 @@ bench)
 check)
     dir=${1:?DIR}
     bcnn infer "$dir/model.bcnn" --data "${DATA:-../shared/datasets/cifar10}" --json
+    if compgen -G "$dir/best-bf16.pt.part*" > /dev/null; then
+        arch=$(python3 -c "import json; print(json.load(open('$dir/history.json'))['arch'])")
+        cat "$dir"/best-bf16.pt.part* > "$gpu/$arch-best.pt"
+        echo "float weights (bfloat16) for a later lease: $gpu/$arch-best.pt (--init-from $gpu/$arch-best.pt)"
+    fi
     ;;
 *)
     echo "unknown command $cmd" >&2; exit 2
