@@ -81,10 +81,13 @@ def test_gpu_power_parsing_and_absence(monkeypatch):
     assert p.watts is None and p.samples == []
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_packed_torch_model_is_exact(seed, monkeypatch):
+@pytest.mark.parametrize(("seed", "compiled"), [(0, False), (1, False), (0, True)],
+                         ids=["pad0", "pad1-chunked", "pad0-compiled"])
+def test_packed_torch_model_is_exact(seed, compiled, monkeypatch):
     """Bit-packed XOR-popcount model == reference: pad bits 0 and 1, fan-ins not multiples of 64 (70 and 65
-    channels, 3×3 kernels), OR and AND pooling, FC layers; a tiny chunk size also exercises the chunking."""
+    channels, 3×3 kernels), OR and AND pooling, FC layers; a tiny chunk size also exercises the chunking.
+    Compiled: inductor's generated code must keep int64 wrap-around in the popcount (as Triton did on the
+    H200, where `bcnn bench` checked it against the reference engine)."""
     torch = pytest.importorskip("torch")
     from bcnn.engine import packed_torch
 
@@ -96,7 +99,7 @@ def test_packed_torch_model_is_exact(seed, monkeypatch):
     x = random_images(rng, net, 5)
     monkeypatch.setattr(packed_torch, "CHUNK_BYTES", 4096 if seed else 2**28)
     with torch.inference_mode():
-        out = packed_torch.packed_torch_model(net)(torch.from_numpy(x))
+        out = packed_torch.packed_torch_model(net, compile=compiled)(torch.from_numpy(x))
     assert out.dtype == torch.int64 and np.array_equal(out.numpy(), run_reference(net, x))
 
 
