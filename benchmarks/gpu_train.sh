@@ -33,6 +33,7 @@ export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch a
 data=/tmp/gpu-data/cifar10  # there: the carried tree, unpacked
 setup() {  # there: the carried wheels, and the data unpacked and decoded once into the cache
     export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+    exec {lock}>/tmp/gpu-setup.lock && flock "$lock"  # two `train`s started together set up once
     if [ ! -d "$data" ]; then
         mkdir -p "$data"
         python3 -c "import tarfile; tarfile.open('$gpu/cifar10.tar.xz').extractall('$data', filter='data')"
@@ -42,6 +43,7 @@ setup() {  # there: the carried wheels, and the data unpacked and decoded once i
         nvidia-smi -L || true
     fi
     python3 -c "from bcnn import data; [data.load('$data', s) for s in ('train', 'test')]"
+    flock -u "$lock"
 }
 
 case $cmd in
