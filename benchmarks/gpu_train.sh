@@ -21,11 +21,13 @@
 # bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
 #   engine, within SECONDS in all; the JSON comes back as $OUT/bench-NET.json, the rows as they are measured
 #   as $OUT/bench-NET.log. torch-packed-cuda compiles once per batch size (about 30 s each for binarynet).
+# profile ARCH [STEPS]: `benchmarks/train_speed.py` there: ms per training step (float32, bf16, bf16 compiled),
+#   then torch.profiler's top operators over STEPS compiled bf16 steps; also as $OUT/profile-ARCH.txt.
 # check DIR: `bcnn infer` of the returned model on all 10,000 test images here, to ship it; and the returned
 #   float weights joined into .gpu/ARCH-best.pt.
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
-cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | bench SECONDS NET... | check DIR}
+cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | bench SECONDS NET... | profile ARCH [STEPS] | check DIR}
 shift
 export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch and engine on 10,000 images
 # (binarynet's took about 30 s on the H200 machine's 16 cores)
@@ -130,6 +132,14 @@ bench)
         timeout "$left" python3 -m bcnn bench "random:$net" --batch 1,16,256,4096 --backends "$backends" \
             --json > "$out/bench-$net.json" 2> >(tee "$out/bench-$net.log" >&2) || echo "bench $net: exit $?"
     done
+    ;;
+profile)
+    arch=${1:?ARCH}; steps=${2:-20}
+    out=${OUT:-/tmp/gpu-out}; mkdir -p "$out"
+    setup
+    device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+    python3 benchmarks/train_speed.py --device "$device" --archs "$arch" --steps 5 --profile "$steps" 2>&1 |
+        tee "$out/profile-$arch.txt"
     ;;
 check)
     dir=${1:?DIR}
