@@ -191,6 +191,7 @@ def test_warm_start_continues_from_an_earlier_run(data, tmp_path):
 
 def test_no_export_trains_only_and_export_only_exports_later(data, tmp_path):
     """--no-export (the GPU script's timing run) writes no model; --export-only then exports the best epoch."""
+    from bcnn.errors import BcnnError
     from bcnn.train import TrainConfig, train
 
     run = dict(arch="tiny", data=str(data), out_dir=str(tmp_path), batch_size=20, train_limit=40, test_limit=8,
@@ -199,5 +200,7 @@ def test_no_export_trains_only_and_export_only_exports_later(data, tmp_path):
     assert summary["epochs"] == 1 and "bcnn" not in summary
     assert (tmp_path / "best.pt").is_file() and not (tmp_path / "model.bcnn").exists()
     assert (tmp_path / "history.json").is_file()
+    with pytest.raises(BcnnError, match="would do nothing"):
+        train(TrainConfig(export_only=True, export=False, **run))
     exported = train(TrainConfig(export_only=True, **run))
     assert (tmp_path / "model.bcnn").is_file() and exported["torch_engine_mismatches"] == 0

@@ -135,6 +135,8 @@ def train(cfg: TrainConfig) -> dict:
 
     if cfg.epochs < 1:
         raise BcnnError("--epochs must be at least 1")
+    if cfg.export_only and not cfg.export:
+        raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if cfg.precision not in PRECISIONS:
         raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
     rank, world = _distributed()
