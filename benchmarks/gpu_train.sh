@@ -33,18 +33,20 @@ export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch a
 # (binarynet's took about 30 s on the H200 machine's 16 cores)
 
 data=/tmp/gpu-data/cifar10  # there: the carried tree, unpacked
-setup() {  # there: the carried wheels, and the data unpacked and decoded once into the cache
+setup() {  # there: the carried wheels; `setup data` also unpacks the data and decodes it once into the cache
     export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
     exec {lock}>/tmp/gpu-setup.lock && flock "$lock"  # two `train`s started together set up once
-    if [ ! -d "$data" ]; then
-        mkdir -p "$data"
-        python3 -c "import tarfile; tarfile.open('$gpu/cifar10.tar.xz').extractall('$data', filter='data')"
-    fi
     if ! python3 -c "import brevitas, qonnx" 2>/dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$gpu"/whl/*.whl
         nvidia-smi -L || true
     fi
-    python3 -c "from bcnn import data; [data.load('$data', s) for s in ('train', 'test')]"
+    if [ "${1:-}" = data ]; then
+        if [ ! -d "$data" ]; then
+            mkdir -p "$data"
+            python3 -c "import tarfile; tarfile.open('$gpu/cifar10.tar.xz').extractall('$data', filter='data')"
+        fi
+        python3 -c "from bcnn import data; [data.load('$data', s) for s in ('train', 'test')]"
+    fi
     flock -u "$lock"
 }
 
@@ -70,7 +72,7 @@ train)
     arch=${1:?ARCH}; budget=${2:?SECONDS}; shift 2
     deadline=$(( $(date +%s) + budget ))
     out=${OUT:-/tmp/gpu-out}/$arch; mkdir -p "$out"
-    setup
+    setup data
     # options after ARCH SECONDS come last, so they may override these
     train=(python3 -m bcnn train --arch "$arch" --data "$data" --no-progress --precision bf16 --compile)
     if [ -z "${EPOCHS:-}" ]; then
@@ -123,14 +125,13 @@ bench)
     deadline=$(( $(date +%s) + budget ))
     out=${OUT:-/tmp/gpu-out}; mkdir -p "$out"
     setup
-    backends=$(python3 -c "from bcnn.bench import BACKENDS; print(','.join(b for b in BACKENDS
-        if b in ('fast', 'torch-cuda') or 'packed' in b and b.endswith('cuda')))")
     for net in "$@"; do
         left=$(( deadline - $(date +%s) ))
         [ "$left" -gt 10 ] || { echo "bench: no time left for $net"; break; }
         # the rows go to a log as they come: a bench stopped at the deadline still returns what it measured
-        timeout "$left" python3 -m bcnn bench "random:$net" --batch 1,16,256,4096 --backends "$backends" \
-            --json > "$out/bench-$net.json" 2> >(tee "$out/bench-$net.log" >&2) || echo "bench $net: exit $?"
+        timeout "$left" python3 -m bcnn bench "random:$net" --batch 1,16,256,4096 \
+            --backends fast,torch-cuda,torch-packed-cuda --json > "$out/bench-$net.json" \
+            2> >(tee "$out/bench-$net.log" >&2) || echo "bench $net: exit $?"
     done
     ;;
 profile)

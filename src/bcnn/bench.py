@@ -59,9 +59,9 @@ def torch_model(net: Net, device: str = "cpu"):
     import torch
     import torch.nn.functional as F
 
-    big = int(np.abs(net.input_lut).max()) * net.layers[0].fan_in
-    if big >= 2**24:
-        raise BcnnError(f"first-layer accumulators reach {big}: float32 would not be exact")
+    from bcnn.engine.torch_input import lut_pixels, pm1_weights, require_float32_exact
+
+    require_float32_exact(net)
 
     class IRModule(torch.nn.Module):
         def __init__(self):
@@ -69,8 +69,7 @@ def torch_model(net: Net, device: str = "cpu"):
             self.register_buffer("lut", torch.tensor(net.input_lut, dtype=torch.float32))
             self.specs = []
             for i, layer in enumerate(net.layers):
-                w = np.where(layer.weights, 1.0, -1.0).transpose(0, 3, 1, 2)  # (out, in, K, K)
-                self.register_buffer(f"w{i}", torch.tensor(np.ascontiguousarray(w), dtype=torch.float32))
+                self.register_buffer(f"w{i}", pm1_weights(layer))
                 if not layer.is_last:
                     col = (1, layer.out_ch, 1, 1)
                     self.register_buffer(f"t{i}", torch.tensor(layer.thresholds, dtype=torch.float32).view(col))
@@ -79,9 +78,8 @@ def torch_model(net: Net, device: str = "cpu"):
                 self.specs.append((layer.pad, 2.0 * layer.pad_bit - 1.0, layer.pool, layer.is_last, i == 0))
 
         def forward(self, images):
-            n, h, w, c = images.shape
-            idx = images.long().permute(0, 3, 1, 2).reshape(n, c, h * w)
-            x = torch.gather(self.lut.unsqueeze(0).expand(n, c, 256), 2, idx).view(n, c, h, w)
+            n = images.shape[0]
+            x = lut_pixels(self.lut, images)
             for i, (pad, pad_value, pool, last, first) in enumerate(self.specs):
                 if pad:
                     x = F.pad(x, (pad, pad, pad, pad), value=0.0 if first else pad_value)

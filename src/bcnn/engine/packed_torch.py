@@ -10,15 +10,13 @@ Popcount is the SWAR bit trick in int64 (torch has no popcount op). Signed arith
 complement in eager torch and in Triton, so the unsigned algorithm gives the same bits; ``>>`` is arithmetic,
 but every shift is followed by a mask without the sign bit, or (the final ``>> 56``) acts on a byte whose top
 bit is 0. The first layer takes integer pixels, not bits, and stays a float32 convolution as in
-``bench.torch_model`` (exact below 2^24). ``compile=True`` wraps the module in ``torch.compile`` so that
-inductor fuses XOR + popcount + sum into one kernel (Triton on CUDA, C++ on CPU).
+``bench.torch_model`` (``bcnn.engine.torch_input``: exact below 2^24). ``compile=True`` wraps the module in
+``torch.compile`` so that inductor fuses XOR + popcount + sum into one kernel (Triton on CUDA, C++ on CPU).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from bcnn.errors import BcnnError
+from bcnn.engine.torch_input import lut_pixels, pm1_weights, require_float32_exact
 from bcnn.ir import Net
 
 # Bytes of the largest (positions, out_ch, words) int64 intermediate; popcount keeps a few such temporaries
@@ -60,9 +58,7 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False):
     import torch
     import torch.nn.functional as F
 
-    big = int(np.abs(net.input_lut).max()) * net.layers[0].fan_in
-    if big >= 2**24:
-        raise BcnnError(f"first-layer accumulators reach {big}: float32 would not be exact")
+    require_float32_exact(net)
     shifts = torch.tensor([1 << k if k < 63 else -(1 << 63) for k in range(64)], dtype=torch.int64)
 
     class PackedModule(torch.nn.Module):
@@ -73,8 +69,7 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False):
             self.specs = []
             for i, layer in enumerate(net.layers):
                 if i == 0:  # (out, in, K, K) ±1 floats for the integer first layer
-                    w = np.where(layer.weights, 1.0, -1.0).transpose(0, 3, 1, 2)
-                    self.register_buffer("w0", torch.tensor(np.ascontiguousarray(w), dtype=torch.float32))
+                    self.register_buffer("w0", pm1_weights(layer))
                 else:  # (out, K·K·words) packed, in the (kh, kw, word) order of the unfolded activations
                     packed = pack_channels(torch.from_numpy(layer.weights), shifts)
                     self.register_buffer(f"w{i}", packed.reshape(layer.out_ch, -1).contiguous())
@@ -88,9 +83,8 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False):
                                    layer.is_last, chunk))
 
         def forward(self, images):
-            n, h, w, c = images.shape
-            idx = images.long().permute(0, 3, 1, 2).reshape(n, c, h * w)
-            x = torch.gather(self.lut.unsqueeze(0).expand(n, c, 256), 2, idx).view(n, c, h, w)
+            n = images.shape[0]
+            x = lut_pixels(self.lut, images)
             for i, (k, pad, pad_bit, pool, fan_in, last, chunk) in enumerate(self.specs):
                 if i == 0:
                     if pad:
