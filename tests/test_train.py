@@ -101,12 +101,33 @@ def test_compiled_forward_and_backward_match_eager():
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
-def test_unknown_precision_is_refused(data, tmp_path):
+@pytest.mark.parametrize("setting", [{"precision": "fp8"}, {"loss": "hinge"}, {"schedule": "halve:0"},
+                                     {"schedule": "step"}], ids=str)
+def test_unknown_settings_are_refused(data, tmp_path, setting):
     from bcnn.errors import BcnnError
     from bcnn.train import TrainConfig, train
 
-    with pytest.raises(BcnnError, match="precision"):
-        train(TrainConfig(arch="tiny", data=str(data), out_dir=str(tmp_path), precision="fp8"))
+    with pytest.raises(BcnnError, match=next(iter(setting))):
+        train(TrainConfig(arch="tiny", data=str(data), out_dir=str(tmp_path), **setting))
+
+
+def test_squared_hinge_loss():
+    from bcnn.train import loss_fn
+
+    labels = torch.tensor([0, 2])
+    # margin >= 1 on the +-1 one-hot target costs nothing
+    assert loss_fn("sqrhinge", torch.tensor([[1.0, -1.0, -2.0], [-1.5, -1.0, 3.0]]), labels) == 0
+    # each of the 6 outputs is 1 short: mean of 1^2
+    assert loss_fn("sqrhinge", torch.zeros(2, 3), labels) == pytest.approx(1.0)
+    logits = torch.randn(4, 3)
+    assert loss_fn("ce", logits, labels.repeat(2)) == torch.nn.functional.cross_entropy(logits, labels.repeat(2))
+
+
+def test_squared_hinge_with_halving_schedule_learns(data, tmp_path):
+    """Brevitas bnn_pynq's recipe (squared hinge, lr halved every N epochs) trains, and its export is exact."""
+    summary = _train(data, tmp_path / "run", 2, "--loss", "sqrhinge", "--schedule", "halve:1", "--lr", "0.02")
+    assert [h["lr"] for h in summary["history"]] == pytest.approx([0.01, 0.005])
+    assert summary["best_acc"] > 0.5 and summary["torch_engine_mismatches"] == 0
 
 
 def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
@@ -143,8 +164,17 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
         train(TrainConfig(epochs=3, resume=True, **run))
     with pytest.raises(BcnnError, match="--options"):
         train(TrainConfig(epochs=1, export_only=True, **{**run, "model_options": {**opts, "fc": [8]}}))
+    with pytest.raises(BcnnError, match="--loss 'sqrhinge' \\(checkpoint: 'ce'\\)"):
+        train(TrainConfig(epochs=1, resume=True, loss="sqrhinge", **run))
     # what does not define the run may change between resumptions
     assert train(TrainConfig(epochs=1, resume=True, precision="bf16", compile=True, **run))["epochs"] == 1
+    # a checkpoint from before --loss and --schedule existed was trained with their defaults
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    del ckpt["config"]["loss"], ckpt["config"]["schedule"]
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    assert train(TrainConfig(epochs=1, resume=True, **run))["epochs"] == 1
+    with pytest.raises(BcnnError, match="--schedule 'halve:5' \\(checkpoint: 'cosine'\\)"):
+        train(TrainConfig(epochs=1, resume=True, schedule="halve:5", **run))
 
 
 @pytest.mark.parametrize("extra", [[], ["--compile"]], ids=["eager", "compiled"])

@@ -231,7 +231,8 @@ def cmd_train(args) -> dict:
                       train_limit=args.train_limit, test_limit=args.test_limit,
                       model_options=json.loads(args.options) if args.options else {},
                       export_only=args.export_only, export=not args.no_export, precision=args.precision,
-                      compile=args.compile, init_from=args.init_from, progress=not args.no_progress)
+                      compile=args.compile, init_from=args.init_from, progress=not args.no_progress,
+                      loss=args.loss, schedule=args.schedule)
     return train(cfg)
 
 
@@ -325,12 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
     sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")
     sp.add_argument("--data", required=True, help="CIFAR-10 class-folder tree or cifar-10-batches-py folder")
-    sp.add_argument("--epochs", type=int, default=10, help="length of the run and of its cosine LR schedule "
-                    "(default 10)")
+    sp.add_argument("--epochs", type=int, default=10, help="length of the run (and of a cosine LR schedule; "
+                    "default 10)")
     sp.add_argument("--out", required=True, help="output folder (checkpoints, model.onnx, model.bcnn)")
     sp.add_argument("--batch-size", type=int, default=100, help="images per step and process (default 100)")
-    sp.add_argument("--lr", type=float, default=5e-3, help="Adam's initial learning rate, cosine-decayed to 0 "
-                    "(default 5e-3)")
+    sp.add_argument("--lr", type=float, default=5e-3, help="Adam's initial learning rate (default 5e-3)")
+    sp.add_argument("--schedule", default="cosine", metavar="cosine|halve:N",
+                    help="LR schedule: cosine decay to 0 at the last epoch (default), or halve:N, the lr halved "
+                         "every N epochs as in Brevitas's bnn_pynq trainer (e.g. --lr 0.02 --schedule halve:40)")
+    sp.add_argument("--loss", choices=["ce", "sqrhinge"], default="ce",
+                    help="cross-entropy (default) or the squared hinge of BinaryNet and bnn_pynq")
     sp.add_argument("--seed", type=int, default=0, help="weights, shuffles and augmentation (default 0)")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "

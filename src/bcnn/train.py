@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +51,43 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16": autocast the training forward pass (about 1.5x faster on AVX512-BF16)
     compile: bool = False  # torch.compile training and evaluation: fuses Brevitas's elementwise quantizers
     init_from: str | None = None  # warm start: a run folder (its best.pt) or a .pt file of one
+    loss: str = "ce"  # "ce": cross-entropy; "sqrhinge": BinaryNet's and Brevitas bnn_pynq's squared hinge
+    schedule: str = "cosine"  # "cosine" to 0 over the run, or "halve:N": lr halved every N epochs (bnn_pynq)
 
 
 PRECISIONS = ("fp32", "bf16")
+LOSSES = ("ce", "sqrhinge")
 # What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
 # and progress may change between resumptions).
 RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
-                "init_from")
+                "init_from", "loss", "schedule")
+
+
+def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, or the squared hinge on +-1 one-hot targets (Courbariaux et al.; Brevitas bnn_pynq)."""
+    if name == "ce":
+        return F.cross_entropy(logits, labels)
+    target = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * 2 - 1
+    return (1 - logits * target).clamp(min=0).square().mean()
+
+
+def halving_epochs(schedule: str) -> int | None:
+    """N of a "halve:N" schedule, None for "cosine"; anything else is refused."""
+    if schedule == "cosine":
+        return None
+    kind, _, every = schedule.partition(":")
+    if kind != "halve" or not every.isdigit() or int(every) < 1:
+        raise BcnnError(f"--schedule {schedule!r}: expected cosine or halve:N (N epochs, N >= 1)")
+    return int(every)
+
+
+def lr_scheduler(opt: torch.optim.Optimizer, schedule: str, epochs: int, steps_per_epoch: int):
+    """Stepped once per batch: cosine decay to 0 at the end of the run, or halving every N epochs, which
+    does not depend on the run's length (a later run can go on at the lr where this one stopped)."""
+    every = halving_epochs(schedule)
+    if every is None:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=every * steps_per_epoch, gamma=0.5)
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -85,7 +115,8 @@ def _distributed() -> tuple[int, int]:
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random crop with 4-pixel zero padding and horizontal flip, on a uint8 NHWC batch."""
+    """Random crop with 4-pixel zero padding and horizontal flip, on a uint8 NHWC batch on any device.
+    The draws come from the CPU generator ``gen`` whatever the device, so a run is the same on a GPU."""
     n, h, w, _ = x.shape
     padded = F.pad(x.permute(0, 3, 1, 2), (4, 4, 4, 4))
     dy = torch.randint(0, 9, (n,), generator=gen)
@@ -94,8 +125,9 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     rows = (dy[:, None] + torch.arange(h)[None, :])[:, :, None]
     cols = dx[:, None] + torch.arange(w)[None, :]
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, :]
-    out = padded[torch.arange(n)[:, None, None], :, rows, cols]  # (n, h, w, c)
-    return out
+    batch = torch.arange(n)[:, None, None]
+    dev = x.device
+    return padded[batch.to(dev), :, rows.to(dev), cols.to(dev)]  # (n, h, w, c)
 
 
 def to_float(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
@@ -105,10 +137,11 @@ def to_float(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
 
 def clip_latent_weights(model: torch.nn.Module) -> None:
     """Keep the float weights behind binary quantizers in [-1, 1] (BinaryNet's rule)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, "weight_quant") and getattr(m, "weight", None) is not None:
-                m.weight.clamp_(-1.0, 1.0)
+    weights = [m.weight for m in model.modules()
+               if hasattr(m, "weight_quant") and getattr(m, "weight", None) is not None]
+    with torch.no_grad():  # two multi-tensor kernels instead of one launch per layer (matters on a GPU)
+        torch._foreach_clamp_min_(weights, -1.0)
+        torch._foreach_clamp_max_(weights, 1.0)
 
 
 def predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -139,6 +172,9 @@ def train(cfg: TrainConfig) -> dict:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if cfg.precision not in PRECISIONS:
         raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if cfg.loss not in LOSSES:
+        raise BcnnError(f"--loss {cfg.loss!r}: expected one of {', '.join(LOSSES)}")
+    halving_epochs(cfg.schedule)
     rank, world = _distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -155,10 +191,12 @@ def train(cfg: TrainConfig) -> dict:
     if tuple(train_ds.images.shape[1:]) != expected:
         raise BcnnError(f"model {cfg.arch} expects images {expected} (H, W, C), data has "
                         f"{tuple(train_ds.images.shape[1:])}; set the input_size option")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
     device = _device()
+    # fused Adam: one kernel for all parameters on a GPU (the CPU keeps the default, so CPU runs resume alike)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           fused=True if device.type == "cuda" else None)
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
+    sched = lr_scheduler(opt, cfg.schedule, cfg.epochs, steps_per_epoch)
     model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolution once
@@ -200,8 +238,10 @@ def train(cfg: TrainConfig) -> dict:
                       f"{acc:.4f}", flush=True)
                 _save_best(out, model, cfg, state, 0, acc)
 
-    images = torch.from_numpy(train_ds.images)
-    labels = torch.from_numpy(train_ds.labels)
+    # the whole training set lives on the device (150 MB of uint8 for CIFAR-10): batches and augmentation
+    # are gathered there, with no host-to-device copy per step
+    images = torch.from_numpy(train_ds.images).to(device)
+    labels = torch.from_numpy(train_ds.labels).to(device)
     for epoch in range(state["epoch"], 0 if cfg.export_only else cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
         perm = torch.randperm(len(train_ds), generator=gen)
@@ -212,9 +252,9 @@ def train(cfg: TrainConfig) -> dict:
         loss_sum = torch.zeros((), device=device)
         bar = _bar(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
         for step, idx in enumerate(batches):
-            x = to_float(augment(images[idx], gen)).to(device)
+            x = to_float(augment(images[idx.to(device)], gen))
             with autocast(device, cfg.precision):
-                loss = F.cross_entropy(forward(x), labels[idx].to(device))
+                loss = loss_fn(cfg.loss, forward(x), labels[idx.to(device)])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -284,6 +324,9 @@ def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: 
     """Refuse to continue a checkpoint with other settings: the LR schedule and the shuffles would silently
     follow the checkpoint's, not the command line's."""
     flag = {"model_options": "--options", "weight_decay": "weight decay"}
+    # a checkpoint written before a setting existed was trained with its default
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    saved = {**{k: v for k, v in defaults.items() if k in keys}, **saved}
     differ = [f"{flag.get(k, '--' + k.replace('_', '-'))} {getattr(cfg, k)!r} (checkpoint: {saved[k]!r})"
               for k in keys if k in saved and saved[k] != getattr(cfg, k)]
     if differ:
