@@ -149,6 +149,15 @@ check)
         arch=$(python3 -c "import json; print(json.load(open('$dir/history.json'))['arch'])")
         cat "$dir"/best-bf16.pt.part* > "$gpu/$arch-best.pt"
         echo "float weights (bfloat16) for a later lease: $gpu/$arch-best.pt (--init-from $gpu/$arch-best.pt)"
+        # a halving schedule goes on at the lr that followed the best epoch (a cosine one restarts instead)
+        python3 - "$dir/history.json" <<'PY'
+import json, sys
+h = json.load(open(sys.argv[1]))
+lr = {r["epoch"]: r.get("lr") for r in h["history"]}.get(h.get("best_epoch"))
+if lr and h.get("schedule", "cosine").startswith("halve"):
+    print(f"a later lease goes on from the lr after the best epoch ({h['best_epoch']}): "
+          f"--lr {lr:.3g} --schedule {h['schedule']} --loss {h['loss']}")
+PY
     fi
     ;;
 *)

@@ -127,6 +127,9 @@ def test_squared_hinge_with_halving_schedule_learns(data, tmp_path):
     """Brevitas bnn_pynq's recipe (squared hinge, lr halved every N epochs) trains, and its export is exact."""
     summary = _train(data, tmp_path / "run", 2, "--loss", "sqrhinge", "--schedule", "halve:1", "--lr", "0.02")
     assert [h["lr"] for h in summary["history"]] == pytest.approx([0.01, 0.005])
+    # history.json names the recipe, so that a later run can go on at the lr where this one stopped
+    saved = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert (saved["loss"], saved["schedule"], saved["lr"]) == ("sqrhinge", "halve:1", 0.02)
     assert summary["best_acc"] > 0.5 and summary["torch_engine_mismatches"] == 0
 
 

@@ -282,7 +282,8 @@ def train(cfg: TrainConfig) -> dict:
             _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
 
-    summary = {"arch": cfg.arch, "epochs": state["epoch"], "best_acc": state["best_acc"],
+    summary = {"arch": cfg.arch, "lr": cfg.lr, "schedule": cfg.schedule, "loss": cfg.loss,
+               "epochs": state["epoch"], "best_acc": state["best_acc"],
                "history": state["history"], "out_dir": str(out)}
     if rank == 0:
         if cfg.export:
