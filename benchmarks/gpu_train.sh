@@ -21,7 +21,8 @@
 # bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
 #   engine, within SECONDS in all; the JSON comes back as $OUT/bench-NET.json, the rows as they are measured
 #   as $OUT/bench-NET.log. torch-packed-cuda compiles once per batch size (about 30 s each for binarynet).
-# profile ARCH [STEPS]: `benchmarks/train_speed.py` there: ms per training step (float32, bf16, bf16 compiled),
+# profile ARCH [STEPS]: `benchmarks/train_speed.py` there: ms per training step (float32, bf16, bf16 compiled,
+#   bf16 compiled NHWC: if that wins, pass --channels-last to `train`),
 #   then torch.profiler's top operators over STEPS compiled bf16 steps; also as $OUT/profile-ARCH.txt.
 # check DIR: `bcnn infer` of the returned model on all 10,000 test images here, to ship it; and the returned
 #   float weights joined into .gpu/ARCH-best.pt.
@@ -139,7 +140,7 @@ profile)
     out=${OUT:-/tmp/gpu-out}; mkdir -p "$out"
     setup
     device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-    python3 benchmarks/train_speed.py --device "$device" --archs "$arch" --steps 5 --profile "$steps" 2>&1 |
+    python3 benchmarks/train_speed.py --device "$device" --archs "$arch" --steps 5 --channels-last --profile "$steps" 2>&1 |
         tee "$out/profile-$arch.txt"
     ;;
 check)

@@ -2,7 +2,7 @@
 model compiled (`--compile`), side by side.
 
     python benchmarks/train_speed.py [--archs cnv,binarynet] [--batch 100] [--steps 6] [--threads 1]
-    python benchmarks/train_speed.py --device cuda --archs binarynet --profile 20   # on a lent GPU machine
+    python benchmarks/train_speed.py --device cuda --archs binarynet --channels-last --profile 20   # on a GPU
 
 The three variants alternate step by step on the same model and batch, so a busy shared machine slows
 them alike; the figures are the median of each and the ratios to float32. Time is the process's CPU time
@@ -13,6 +13,7 @@ minute the first time, seconds from torch's compile cache) is the untimed warm-u
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -25,8 +26,8 @@ from bcnn.train import autocast
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "bf16+compile": ("bf16", True)}
 
 
-def step(forward: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-         precision: str) -> float:
+def step(forward: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, precision: str,
+         y: torch.Tensor) -> float:
     """Seconds of one training step: CPU time on the CPU; on a GPU wall time up to its end (synchronized)."""
     cuda = x.device.type == "cuda"
     clock = time.perf_counter if cuda else time.process_time
@@ -50,7 +51,7 @@ def profile(forward: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if x.device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof:
         for _ in range(steps):
-            step(forward, opt, x, y, "bf16")
+            step(forward, opt, x, "bf16", y)
     key = "self_cuda_time_total" if x.device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
 
@@ -62,15 +63,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6, help="timed steps per precision (after one warm-up each)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu, or cuda: wall time per step, synchronized")
+    p.add_argument("--channels-last", action="store_true",
+                   help="one more variant: bf16 compiled on NHWC activations and weights (bcnn train --channels-last)")
     p.add_argument("--profile", type=int, default=0, metavar="STEPS",
                    help="then profile STEPS bf16 compiled steps (torch.profiler's top 20 operators)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     timing = "wall time" if device.type == "cuda" else "CPU time"
-    print(f"| arch | batch | fp32 ms/step | bf16 ms/step | bf16+compile ms/step | bf16 speed-up | "
-          f"bf16+compile speed-up | {args.device}, threads={args.threads}, {timing}, median of {args.steps} |")
-    print("|---|---|---|---|---|---|---|")
+    names = list(VARIANTS) + (["bf16+compile+NHWC"] if args.channels_last else [])
+    print("| arch | batch | " + " | ".join(f"{n} ms/step" for n in names) + " | " +
+          " | ".join(f"{n} speed-up" for n in names[1:]) +
+          f" | {args.device}, threads={args.threads}, {timing}, median of {args.steps} |")
+    print("|---" * (2 * len(names) + 2) + "|")
     for arch in args.archs.split(","):
         torch.manual_seed(0)
         model = build_model(arch).train().to(device)
@@ -78,17 +83,22 @@ def main() -> None:
         x = torch.rand(args.batch, model.in_channels, model.input_size, model.input_size, device=device)
         y = torch.randint(0, 10, (args.batch,), device=device)
         compiled = torch.compile(model)
-        variants = {name: (compiled if use_compiled else model, precision)
+        # each variant: (module, its optimizer, its input, precision)
+        variants = {name: (compiled if use_compiled else model, opt, x, precision)
                     for name, (precision, use_compiled) in VARIANTS.items()}
-        for forward, precision in variants.values():
-            step(forward, opt, x, y, precision)  # warm-up, and the compile
-        times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        if args.channels_last:
+            nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+            variants["bf16+compile+NHWC"] = (torch.compile(nhwc), torch.optim.Adam(nhwc.parameters(), lr=1e-4),
+                                             x.contiguous(memory_format=torch.channels_last), "bf16")
+        for v in variants.values():
+            step(*v, y)  # warm-up, and the compile
+        times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.steps):
-            for name, (forward, precision) in variants.items():
-                times[name].append(step(forward, opt, x, y, precision))
-        ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
-        print(f"| {arch} | {args.batch} | {ms['fp32']:.0f} | {ms['bf16']:.0f} | {ms['bf16+compile']:.0f} | "
-              f"{ms['fp32'] / ms['bf16']:.2f}x | {ms['fp32'] / ms['bf16+compile']:.2f}x |", flush=True)
+            for name, v in variants.items():
+                times[name].append(step(*v, y))
+        ms = [statistics.median(times[n]) * 1e3 for n in names]
+        print(f"| {arch} | {args.batch} | " + " | ".join(f"{t:.0f}" for t in ms) + " | " +
+              " | ".join(f"{ms[0] / t:.2f}x" for t in ms[1:]) + " |", flush=True)
         if args.profile:
             profile(compiled, opt, x, y, args.profile)
 

@@ -123,6 +123,15 @@ def test_squared_hinge_loss():
     assert loss_fn("ce", logits, labels.repeat(2)) == torch.nn.functional.cross_entropy(logits, labels.repeat(2))
 
 
+def test_channels_last_training_exports_exactly(data, tmp_path):
+    """--channels-last changes the training layout only: the weights export and check as usual."""
+    from bcnn.train import TrainConfig, train
+
+    summary = train(TrainConfig(arch="tiny", data=str(data), out_dir=str(tmp_path), batch_size=20, epochs=1,
+                                model_options=json.loads(OPTIONS), progress=False, channels_last=True))
+    assert summary["best_acc"] > 0.5 and summary["torch_engine_mismatches"] == 0
+
+
 def test_squared_hinge_with_halving_schedule_learns(data, tmp_path):
     """Brevitas bnn_pynq's recipe (squared hinge, lr halved every N epochs) trains, and its export is exact."""
     summary = _train(data, tmp_path / "run", 2, "--loss", "sqrhinge", "--schedule", "halve:1", "--lr", "0.02")

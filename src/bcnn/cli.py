@@ -232,7 +232,7 @@ def cmd_train(args) -> dict:
                       model_options=json.loads(args.options) if args.options else {},
                       export_only=args.export_only, export=not args.no_export, precision=args.precision,
                       compile=args.compile, init_from=args.init_from, progress=not args.no_progress,
-                      loss=args.loss, schedule=args.schedule)
+                      loss=args.loss, schedule=args.schedule, channels_last=args.channels_last)
     return train(cfg)
 
 
@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--compile", action="store_true",
                     help="torch.compile training and per-epoch evaluation (export stays eager): faster "
                          "after a one-minute compile (needs a C++ compiler on the CPU)")
+
+    sp.add_argument("--channels-last", action="store_true",
+                    help="train with NHWC activations and weights (for GPUs: cuDNN's tensor-core layout)")
 
     sp = add("run", cmd_run, "the main job: compile, plan, generate, simulate, synthesize and report")
     sp.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, NET.bcnn or MODEL.onnx")

@@ -53,6 +53,7 @@ class TrainConfig:
     init_from: str | None = None  # warm start: a run folder (its best.pt) or a .pt file of one
     loss: str = "ce"  # "ce": cross-entropy; "sqrhinge": BinaryNet's and Brevitas bnn_pynq's squared hinge
     schedule: str = "cosine"  # "cosine" to 0 over the run, or "halve:N": lr halved every N epochs (bnn_pynq)
+    channels_last: bool = False  # NHWC activations and conv weights in training (cuDNN's tensor-core layout)
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -198,6 +199,8 @@ def train(cfg: TrainConfig) -> dict:
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
     sched = lr_scheduler(opt, cfg.schedule, cfg.epochs, steps_per_epoch)
     model.to(device)
+    if cfg.channels_last:  # the state dict's values are the same: only the training layout changes
+        model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolution once
     ddp = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
@@ -253,6 +256,8 @@ def train(cfg: TrainConfig) -> dict:
         bar = _bar(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
         for step, idx in enumerate(batches):
             x = to_float(augment(images[idx.to(device)], gen))
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.precision):
                 loss = loss_fn(cfg.loss, forward(x), labels[idx.to(device)])
             opt.zero_grad()
