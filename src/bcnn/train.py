@@ -193,14 +193,14 @@ def train(cfg: TrainConfig) -> dict:
         raise BcnnError(f"model {cfg.arch} expects images {expected} (H, W, C), data has "
                         f"{tuple(train_ds.images.shape[1:])}; set the input_size option")
     device = _device()
+    model.to(device)
+    if cfg.channels_last:  # the state dict's values are the same: only the training layout changes
+        model.to(memory_format=torch.channels_last)
     # fused Adam: one kernel for all parameters on a GPU (the CPU keeps the default, so CPU runs resume alike)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                            fused=True if device.type == "cuda" else None)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
     sched = lr_scheduler(opt, cfg.schedule, cfg.epochs, steps_per_epoch)
-    model.to(device)
-    if cfg.channels_last:  # the state dict's values are the same: only the training layout changes
-        model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolution once
     ddp = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
