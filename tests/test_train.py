@@ -139,6 +139,10 @@ def test_squared_hinge_with_halving_schedule_learns(data, tmp_path):
     # history.json names the recipe, so that a later run can go on at the lr where this one stopped
     saved = json.loads((tmp_path / "run" / "history.json").read_text())
     assert (saved["loss"], saved["schedule"], saved["lr"]) == ("sqrhinge", "halve:1", 0.02)
+    # its schedule does not depend on --epochs, so the run may be lengthened: epoch 3 goes on at lr/8
+    longer = _train(data, tmp_path / "run", 3, "--loss", "sqrhinge", "--schedule", "halve:1", "--lr", "0.02",
+                    "--resume")
+    assert longer["history"][:2] == summary["history"] and longer["history"][2]["lr"] == pytest.approx(0.0025)
     assert summary["best_acc"] > 0.5 and summary["torch_engine_mismatches"] == 0
 
 

@@ -326,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
     sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")
     sp.add_argument("--data", required=True, help="CIFAR-10 class-folder tree or cifar-10-batches-py folder")
-    sp.add_argument("--epochs", type=int, default=10, help="length of the run (and of a cosine LR schedule; "
-                    "default 10)")
+    sp.add_argument("--epochs", type=int, default=10, help="length of the run and of a cosine LR schedule (default "
+                    "10); a halve:N run may be resumed with more")
     sp.add_argument("--out", required=True, help="output folder (checkpoints, model.onnx, model.bcnn)")
     sp.add_argument("--batch-size", type=int, default=100, help="images per step and process (default 100)")
     sp.add_argument("--lr", type=float, default=5e-3, help="Adam's initial learning rate (default 5e-3)")

@@ -222,7 +222,10 @@ def train(cfg: TrainConfig) -> dict:
             state = saved["state"]
     elif cfg.resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False, map_location=device)
-        _check_same_run(saved.get("config", {}), cfg, RUN_DEFINING, ckpt)
+        # a halving schedule does not depend on the run's length: such a run may be lengthened
+        defining = RUN_DEFINING if halving_epochs(cfg.schedule) is None else \
+            tuple(k for k in RUN_DEFINING if k != "epochs")
+        _check_same_run(saved.get("config", {}), cfg, defining, ckpt)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
