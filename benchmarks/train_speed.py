@@ -24,6 +24,7 @@ from bcnn.models import build_model
 from bcnn.train import autocast
 
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "bf16+compile": ("bf16", True)}
+NHWC = "bf16+compile+NHWC"  # with --channels-last: a copy of the model in channels-last layout
 
 
 def step(forward: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, precision: str,
@@ -71,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     timing = "wall time" if device.type == "cuda" else "CPU time"
-    names = list(VARIANTS) + (["bf16+compile+NHWC"] if args.channels_last else [])
+    names = list(VARIANTS) + ([NHWC] if args.channels_last else [])
     print("| arch | batch | " + " | ".join(f"{n} ms/step" for n in names) + " | " +
           " | ".join(f"{n} speed-up" for n in names[1:]) +
           f" | {args.device}, threads={args.threads}, {timing}, median of {args.steps} |")
@@ -88,7 +89,7 @@ def main() -> None:
                     for name, (precision, use_compiled) in VARIANTS.items()}
         if args.channels_last:
             nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
-            variants["bf16+compile+NHWC"] = (torch.compile(nhwc), torch.optim.Adam(nhwc.parameters(), lr=1e-4),
+            variants[NHWC] = (torch.compile(nhwc), torch.optim.Adam(nhwc.parameters(), lr=1e-4),
                                              x.contiguous(memory_format=torch.channels_last), "bf16")
         for v in variants.values():
             step(*v, y)  # warm-up, and the compile

@@ -355,7 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--compile", action="store_true",
                     help="torch.compile training and per-epoch evaluation (export stays eager): faster "
                          "after a one-minute compile (needs a C++ compiler on the CPU)")
-
     sp.add_argument("--channels-last", action="store_true",
                     help="train with NHWC activations and weights (for GPUs: cuDNN's tensor-core layout)")
 

@@ -136,10 +136,13 @@ def to_float(x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
     return x_uint8_nhwc.permute(0, 3, 1, 2).float().div(255)
 
 
-def clip_latent_weights(model: torch.nn.Module) -> None:
-    """Keep the float weights behind binary quantizers in [-1, 1] (BinaryNet's rule)."""
-    weights = [m.weight for m in model.modules()
-               if hasattr(m, "weight_quant") and getattr(m, "weight", None) is not None]
+def latent_weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The float weights behind the model's binary quantizers."""
+    return [m.weight for m in model.modules() if hasattr(m, "weight_quant") and getattr(m, "weight", None) is not None]
+
+
+def clip_latent_weights(weights: list[torch.Tensor]) -> None:
+    """Keep the latent weights in [-1, 1] (BinaryNet's rule)."""
     with torch.no_grad():  # two multi-tensor kernels instead of one launch per layer (matters on a GPU)
         torch._foreach_clamp_min_(weights, -1.0)
         torch._foreach_clamp_max_(weights, 1.0)
@@ -248,6 +251,7 @@ def train(cfg: TrainConfig) -> dict:
     # are gathered there, with no host-to-device copy per step
     images = torch.from_numpy(train_ds.images).to(device)
     labels = torch.from_numpy(train_ds.labels).to(device)
+    latent = latent_weights(model)
     for epoch in range(state["epoch"], 0 if cfg.export_only else cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
         perm = torch.randperm(len(train_ds), generator=gen)
@@ -258,16 +262,17 @@ def train(cfg: TrainConfig) -> dict:
         loss_sum = torch.zeros((), device=device)
         bar = _bar(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
         for step, idx in enumerate(batches):
-            x = to_float(augment(images[idx.to(device)], gen))
+            idx = idx.to(device)
+            x = to_float(augment(images[idx], gen))
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.precision):
-                loss = loss_fn(cfg.loss, forward(x), labels[idx.to(device)])
+                loss = loss_fn(cfg.loss, forward(x), labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            clip_latent_weights(model)
+            clip_latent_weights(latent)
             seen += len(idx)
             loss_sum += loss.detach().float() * len(idx)
             if bar is not None:
