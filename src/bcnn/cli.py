@@ -190,7 +190,8 @@ def cmd_generate(args) -> dict:
     from bcnn.rtl.generate import generate
 
     net = _load_net_any(args.net)
-    plan = load_plan(args.plan, net) if args.plan else make_plan(net)
+    plan = (load_plan(args.plan, net) if args.plan
+            else make_plan(net, device=DEFAULT_DEVICE, clock_mhz=DEFAULT_CLOCK_MHZ))
     manifest = generate(net, plan, args.output)
     _log(f"wrote {args.output} ({manifest})")
     return {"rtl_dir": str(args.output), "manifest": str(manifest), "ii_cycles": plan["ii_cycles"]}
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("generate", cmd_generate, "generate the streaming accelerator's Verilog")
     sp.add_argument("net")
-    sp.add_argument("--plan", help="PLAN.json (default: plan with default settings)")
+    sp.add_argument("--plan", help="PLAN.json (default: `bcnn plan`'s defaults, xc7vx690t at 90 MHz)")
     sp.add_argument("-o", "--output", required=True, help="RTL directory to write")
 
     sp = add("simulate", cmd_simulate, "simulate the RTL with Verilator and compare with the reference engine")

@@ -8,7 +8,7 @@ Determinism: the shuffle and augmentation of epoch e draw from a generator seede
 resumed after a kill reaches the same weights as an uninterrupted one. Runs under ``torchrun`` with
 DistributedDataParallel (gloo on CPU, nccl on GPUs): each rank takes every world_size-th batch.
 
-Warm start: ``init_from`` starts a new run (fresh optimizer and cosine schedule) from the weights of an
+Warm start: ``init_from`` starts a new run (fresh optimizer and learning-rate schedule) from the weights of an
 earlier one, so training can go on after a finished schedule; the export counts the earlier epochs.
 """
 
