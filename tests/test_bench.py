@@ -103,6 +103,26 @@ def test_packed_torch_model_is_exact(seed, compiled, monkeypatch):
     assert out.dtype == torch.int64 and np.array_equal(out.numpy(), run_reference(net, x))
 
 
+def test_packed_torch_model_compiles_every_batch_size():
+    """A sweep past dynamo's default limit of 8 kernels must keep compiling, not fall back to eager (which
+    `bcnn bench` would then time as torch-packed-cuda). The eager backend keeps this a cheap trace."""
+    torch = pytest.importorskip("torch")
+    from torch._dynamo.utils import counters
+
+    from bcnn.engine.packed_torch import packed_torch_model
+
+    rng = np.random.default_rng(2)
+    net = random_net(rng, (8, 8, 3), convs=[ConvSpec(16, pad=1, pool=2)], fcs=[10])
+    model = packed_torch_model(net, compile=True, backend="eager")
+    torch._dynamo.reset()
+    counters.clear()
+    for b in range(1, 13):
+        x = random_images(rng, net, b)
+        with torch.inference_mode():
+            assert np.array_equal(model(torch.from_numpy(x)).numpy(), run_reference(net, x))
+    assert counters["stats"]["unique_graphs"] == 12
+
+
 def test_popcount64_signed_words():
     torch = pytest.importorskip("torch")
     from bcnn.engine.packed_torch import popcount64

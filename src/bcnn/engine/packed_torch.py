@@ -22,6 +22,7 @@ from bcnn.ir import Net
 # Bytes of the largest (positions, out_ch, words) int64 intermediate; popcount keeps a few such temporaries
 # alive, so chunking over positions at this size holds a layer's peak near 1 GiB.
 CHUNK_BYTES = 2**28
+RECOMPILE_LIMIT = 64  # compiled (network, batch size) pairs in one process: a sweep over nets and batches
 
 # SWAR constants as signed int64 (all below 2^63, so Python ints are already in range).
 _M1, _M2, _M4, _H01 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101
@@ -49,11 +50,12 @@ def pack_channels(bits, shifts):
     return (x.reshape(*x.shape[:-1], words, 64) * shifts).sum(-1)
 
 
-def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False):
+def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False, backend: str = "inductor"):
     """A torch.nn.Module computing the network's integer function with packed XOR-popcount binary layers.
 
     Input uint8 (N, H, W, C); output the last layer's int64 accumulators (N, n_outputs) in HWC order, equal to
-    ``run_reference`` and ``bench.torch_model``.
+    ``run_reference`` and ``bench.torch_model``. ``compile``: wrap it in ``torch.compile`` (``backend``), one
+    static-shape kernel per batch size.
     """
     import torch
     import torch.nn.functional as F
@@ -114,5 +116,11 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False):
 
     model = PackedModule().to(device).eval()
     if compile:
-        return torch.compile(model, dynamic=False)
+        # dynamo counts the kernels of every model built here against one limit (8 by default), past which it
+        # silently runs eager: a batch sweep would time the wrong thing. Allow more, and fail instead of that.
+        cfg = torch._dynamo.config
+        cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
+        cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, RECOMPILE_LIMIT)
+        cfg.fail_on_recompile_limit_hit = True
+        return torch.compile(model, dynamic=False, backend=backend)
     return model
