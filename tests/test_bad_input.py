@@ -341,3 +341,17 @@ def test_output_paths_that_cannot_be_written(capsys, files, tmp_path, onnx_model
     code, err = run_cli(capsys, "compile", onnx_model, "-o", tmp_path / "a_file" / "m.bcnn")
     assert_error(code, err, "a_file")
     assert (tmp_path / "a_file").read_text() == "x"
+
+
+# ------------------------------------------------------------------------------------ unreadable JSON inputs
+
+
+@pytest.mark.parametrize(("make", "needle"), [
+    (lambda p: None, "no such file (expected a plan or"),
+    (lambda p: p.write_text("{not json"), "not a plan or `bcnn simulate --json` result: not valid JSON"),
+    (lambda p: p.mkdir(), "cannot read a plan or"),
+], ids=["missing", "not_json", "directory"])
+def test_bench_with_an_unreadable_plan(capsys, files, tmp_path, make, needle):
+    make(tmp_path / "p.json")
+    code, err = run_cli(capsys, "bench", files / "net.bcnn", "--plan", tmp_path / "p.json", "--backends", "fast")
+    assert_error(code, err, needle)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
-from bcnn.fileio import json_default
+from bcnn.fileio import json_default, read_json
 
 DEFAULT_MODEL = "binarynet"
 DEFAULT_DEVICE = "xc7vx690t"
@@ -133,10 +133,7 @@ def cmd_bench(args) -> dict:
         fpga = {}
         for path in (args.plan, args.sim):
             if path:
-                try:
-                    data = json.loads(Path(path).read_text())
-                except (OSError, ValueError) as e:
-                    raise BcnnError(f"{path}: cannot read JSON ({e})") from None
+                data = read_json(path, "a plan or `bcnn simulate --json` result")
                 fpga.update({k: data[k] for k in ("ii_cycles", "latency_cycles", "clock_mhz") if k in data})
         fpga.setdefault("clock_mhz", args.clock_mhz)
         if "ii_cycles" not in fpga or "latency_cycles" not in fpga:

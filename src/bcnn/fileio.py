@@ -1,4 +1,5 @@
-"""Writing artifacts: atomically (a reader never sees a half-written file), and JSON with numpy values."""
+"""Artifacts on disk: written atomically (a reader never sees a half-written file), JSON with numpy values,
+and JSON read back with an error that names what the file should have been."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from bcnn.errors import BcnnError
 
 
 @contextlib.contextmanager
@@ -46,3 +49,16 @@ def write_json(path: str | os.PathLike, obj, **dump_options) -> None:
     """Write ``obj`` as JSON atomically (numpy values allowed)."""
     with atomic_write(path) as f:
         f.write((json.dumps(obj, default=json_default, **dump_options) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """The JSON value in ``path``; a BcnnError naming ``what`` the file should be when it is missing or bad."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BcnnError(f"{path}: no such file (expected {what})") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise BcnnError(f"{path}: not {what}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise BcnnError(f"{path}: cannot read {what} ({e})") from None

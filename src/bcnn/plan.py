@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from bcnn.errors import BcnnError
-from bcnn.fileio import write_json
+from bcnn.fileio import read_json, write_json
 from bcnn.ir import Layer, Net
 
 FORMAT_VERSION = 1
@@ -288,12 +288,7 @@ def save_plan(plan: dict, path: str | os.PathLike) -> None:
 def load_plan(path: str | os.PathLike, net: Net) -> dict:
     """Read a plan and check it against ``net``: BcnnError if it belongs to another network or is illegal."""
     path = Path(path)
-    try:
-        plan = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BcnnError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise BcnnError(f"{path}: not a plan file ({e.__class__.__name__}: {e})") from None
+    plan = read_json(path, "a plan file")
     if not isinstance(plan, dict) or plan.get("format_version") != FORMAT_VERSION:
         raise BcnnError(f"{path}: not a bcnn plan of format version {FORMAT_VERSION}")
     layers = plan.get("layers")

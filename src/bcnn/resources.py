@@ -250,10 +250,11 @@ def measure_point(pt: dict, work: Path, cache_dir: Path | None = None) -> dict:
 
 def design_rows(rtl_dir: str | os.PathLike, cache_dir: Path | None = None) -> list[dict]:
     """Calibration rows from a generated design's engines (Yosys per engine, from the cache when there)."""
+    from bcnn.rtl.manifest import read_manifest
     from bcnn.synth import synthesize
 
     rtl = Path(rtl_dir)
-    man = json.loads((rtl / "manifest.json").read_text())
+    man = read_manifest(rtl)
     net = ir_load(rtl)
     res = synthesize(rtl, cache_dir=cache_dir, progress=False)
     rows = []

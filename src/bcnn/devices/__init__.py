@@ -7,23 +7,18 @@ environment variable ``BCNN_DEVICES`` (a file, or a directory whose ``*.json`` f
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from bcnn.errors import BcnnError
+from bcnn.fileio import read_json
 
 PARTS_FILE = Path(__file__).parent / "parts.json"
 REQUIRED = ("lut", "ff", "bram36", "dsp")
 
 
 def _read(path: Path) -> dict[str, dict]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BcnnError(f"{path}: no such device file") from None
-    except (OSError, ValueError) as e:
-        raise BcnnError(f"{path}: not a device file ({e})") from None
+    data = read_json(path, "a device file")
     if not isinstance(data, dict):
         raise BcnnError(f"{path}: a device file is a JSON object of parts")
     out = {}

@@ -6,12 +6,12 @@ the plan, and per layer the engine's module and files.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from bcnn.errors import BcnnError
+from bcnn.fileio import read_json
 
 
 def read_manifest(rtl_dir: Path) -> dict[str, Any]:
@@ -19,10 +19,7 @@ def read_manifest(rtl_dir: Path) -> dict[str, Any]:
     path = rtl_dir / "manifest.json"
     if not path.is_file():
         raise BcnnError(f"{path}: no manifest.json; is {rtl_dir} an RTL directory made by `bcnn generate`?")
-    try:
-        man = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BcnnError(f"{path}: not valid JSON ({e})") from e
+    man = read_json(path, "a manifest")
     engines = man.get("engines") if isinstance(man, dict) else None
     if not isinstance(engines, list) or not engines:
         raise BcnnError(f"{path}: needs a non-empty 'engines' list")
