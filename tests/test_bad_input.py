@@ -264,6 +264,8 @@ def test_interrupted_generate_leaves_no_manifest(capsys, files, tmp_path, monkey
     rtl = tmp_path / "rtl"
     code, err = run_cli(capsys, "generate", files / "other.bcnn", "-o", rtl)
     assert code == 0 and (rtl / "manifest.json").is_file() and (rtl / "net.bcnn").is_file()
+    plan = json.loads((rtl / "manifest.json").read_text())["plan"]  # no --plan: `bcnn plan`'s defaults
+    assert (plan["device"]["name"], plan["clock_mhz"]) == ("xc7vx690t", 90.0)
     real = gen._engine
 
     def interrupted(net, plan, i):
