@@ -120,7 +120,6 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False, bac
         # silently runs eager: a batch sweep would time the wrong thing. Allow more, and fail instead of that.
         cfg = torch._dynamo.config
         cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
-        cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, RECOMPILE_LIMIT)
         cfg.fail_on_recompile_limit_hit = True
         return torch.compile(model, dynamic=False, backend=backend)
     return model
