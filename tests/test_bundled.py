@@ -4,6 +4,7 @@ needs no hour of Yosys (a change to the RTL units, the planner or the resource m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from bcnn.cli import DEFAULT_CLOCK_MHZ, DEFAULT_DEVICE, DEFAULT_MODEL
 from bcnn.plan import make_plan
 from bcnn.rtl.generate import generate
 from bcnn.rtl.manifest import read_manifest
-from bcnn.synth import BUNDLED_CACHE, engine_key, family_of, yosys_version
+from bcnn.synth import BUNDLED_CACHE, engine_key, family_of, resources, yosys_version
 from bcnn.tools import yosys
 
 BUNDLED = sorted(ir.bundled_models_dir().glob("*.bcnn"))
@@ -33,29 +34,44 @@ def test_default_model_is_bundled() -> None:
 
 
 @pytest.fixture(scope="module")
-def run_design_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
-    """{model: {engine: cache key}} of the design `bcnn run --model MODEL` makes (default part and clock)."""
+def run_designs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+    """{model: [{name, key, plan}]} per engine of the design `bcnn run --model MODEL` makes (default part and
+    clock): its synthesis cache key and its layer of the plan."""
     version = yosys_version(tuple(yosys()))
-    keys = {}
+    designs = {}
     for path in BUNDLED:
         net = ir.load(path)
+        plan = make_plan(net, device=DEFAULT_DEVICE, clock_mhz=DEFAULT_CLOCK_MHZ)
         rtl = tmp_path_factory.mktemp(path.stem) / "rtl"
-        generate(net, make_plan(net, device=DEFAULT_DEVICE, clock_mhz=DEFAULT_CLOCK_MHZ), rtl)
-        keys[path.stem] = {eng["name"]: engine_key(rtl, eng, family_of(DEFAULT_DEVICE), version)
-                           for eng in read_manifest(rtl)["engines"]}
-    return keys
+        generate(net, plan, rtl)
+        designs[path.stem] = [{"name": eng["name"], "key": engine_key(rtl, eng, family_of(DEFAULT_DEVICE), version),
+                               "plan": layer}
+                              for eng, layer in zip(read_manifest(rtl)["engines"], plan["layers"], strict=True)]
+    return designs
 
 
 @pytest.mark.parametrize("model", [p.stem for p in BUNDLED])
 def test_run_design_of_bundled_model_has_its_synthesis_bundled(model: str,
-                                                               run_design_keys: dict[str, dict[str, str]]) -> None:
-    missing = [name for name, key in run_design_keys[model].items()
-               if not (BUNDLED_CACHE / f"{key}.json").is_file()]
+                                                               run_designs: dict[str, list[dict]]) -> None:
+    missing = [e["name"] for e in run_designs[model] if not (BUNDLED_CACHE / f"{e['key']}.json").is_file()]
     assert not missing, (f"no bundled Yosys result for engines {missing} of `bcnn run --model {model}`; "
                          f"rerun it and `bcnn synth bcnn-out/rtl --bundle`")
 
 
-def test_bundled_synthesis_holds_nothing_stale(run_design_keys: dict[str, dict[str, str]]) -> None:
-    needed = {key for keys in run_design_keys.values() for key in keys.values()}
+@pytest.mark.parametrize("model", [p.stem for p in BUNDLED])
+def test_resource_model_counts_the_block_rams_yosys_maps(model: str, run_designs: dict[str, list[dict]]) -> None:
+    """The planner's BRAM36 per engine against Yosys on the trained weights: within one RAMB18. Trained
+    ROMs of few words hold many constant bit columns, which Yosys keeps out of block RAM (cnv's conv2 and
+    conv3: 152.5 and 190 BRAM36 of weights where their width would take 171 and 228)."""
+    for e in run_designs[model]:
+        path = BUNDLED_CACHE / f"{e['key']}.json"
+        if not path.is_file():
+            pytest.skip(f"{e['name']}: no bundled Yosys result (the test above fails)")
+        measured = resources(json.loads(path.read_text())["cells"])["bram36"]
+        assert abs(e["plan"]["bram36"] - measured) <= 0.5, (e["name"], e["plan"]["bram36"], measured)
+
+
+def test_bundled_synthesis_holds_nothing_stale(run_designs: dict[str, list[dict]]) -> None:
+    needed = {e["key"] for engines in run_designs.values() for e in engines}
     stale = sorted(p.name for p in BUNDLED_CACHE.glob("*.json") if p.stem not in needed)
     assert not stale, f"bundled Yosys results no bundled model's run design uses (delete them): {stale}"

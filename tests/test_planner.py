@@ -13,8 +13,8 @@ from bcnn.engine.reference import run_reference
 from bcnn.errors import BcnnError
 from bcnn.plan import chunk_shape, legal_simds, make_plan
 from bcnn.randnet import ConvSpec, random_images, random_net
-from bcnn.resources import bram36_for
-from bcnn.rtl.generate import generate
+from bcnn.resources import bram36_for, estimate_layer, varying_rom_bits
+from bcnn.rtl.generate import generate, weight_words
 from bcnn.sim import lint, simulate
 
 
@@ -55,6 +55,24 @@ def test_chunk_shapes():
 def test_bram_packing():
     assert bram36_for(512, 72) == 1 and bram36_for(512, 36) == 0.5 and bram36_for(6, 24576) == 341.5
     assert bram36_for(4096, 2048) == 228 and bram36_for(0, 8) == 0
+
+
+def test_block_rams_hold_only_the_weight_columns_that_vary():
+    """The model counts the ROM columns that differ between words, read off the words the RTL stores."""
+    net = random_net(np.random.default_rng(5), (8, 8, 3), [ConvSpec(16, pad=1), ConvSpec(8, pad=1)], [4])
+    layer = net.layers[1]
+    layer.weights[:4] = True  # four output channels of +1 only
+    foldings = [(pe, simd) for pe in (1, 2, 4, 8) for simd in legal_simds(layer)]
+    table = varying_rom_bits(layer, foldings)  # all foldings at once, as the planner asks
+    for pe, simd in foldings:
+        words = weight_words(layer, pe, simd)
+        varying = int((words.any(0) & ~words.all(0)).sum())
+        assert table[pe, simd] == varying_rom_bits(layer, [(pe, simd)])[pe, simd] == varying
+        assert estimate_layer(net, 1, pe, simd, "bram")["bram36"] == bram36_for(len(words), varying)
+    # PE 4, two words: lane p holds channel p (all +1) and channel p + 4, so about half the columns are constant
+    assert table[4, 144] < 0.6 * 4 * 144
+    assert table[8, 144] == 0  # one word is constants: no block RAM at all
+    assert estimate_layer(net, 1, 8, 144, "bram")["bram36"] == 0
 
 
 def test_planner_beats_finn_and_respects_the_cap():

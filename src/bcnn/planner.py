@@ -22,7 +22,7 @@ import math
 from bcnn.errors import BcnnError
 from bcnn.ir import Net
 from bcnn.plan import divisors, legal_simds
-from bcnn.resources import PLAN_STYLES, estimate_geometry, geometry
+from bcnn.resources import PLAN_STYLES, estimate_geometry, geometry, varying_rom_bits
 
 LAMBDAS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
 
@@ -32,13 +32,14 @@ def _configs(net: Net, i: int) -> list[dict]:
     layer = net.layers[i]
     oh, ow = layer.conv_shape
     out = []
-    for pe in divisors(layer.out_ch):
-        for simd in legal_simds(layer):
-            g = geometry(net, i, pe, simd)
-            cycles = oh * ow * g["words"]
-            for mem in PLAN_STYLES:
-                e = estimate_geometry(g, mem)
-                out.append({"pe": pe, "simd": simd, "mem": mem, "cycles": cycles, **e})
+    foldings = [(pe, simd) for pe in divisors(layer.out_ch) for simd in legal_simds(layer)]
+    rom_bits = varying_rom_bits(layer, foldings)
+    for pe, simd in foldings:
+        g = geometry(net, i, pe, simd, rom_bits[pe, simd])
+        cycles = oh * ow * g["words"]
+        for mem in PLAN_STYLES:
+            e = estimate_geometry(g, mem)
+            out.append({"pe": pe, "simd": simd, "mem": mem, "cycles": cycles, **e})
     # keep the Pareto front in (cycles, lut, bram36, ff)
     out.sort(key=lambda c: (c["cycles"], c["lut"], c["bram36"], c["ff"]))
     front: list[dict] = []

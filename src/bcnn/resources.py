@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
-from bcnn.ir import Net
+from bcnn.ir import Layer, Net
 
 COEFF_FILE = Path(__file__).parent / "devices" / "resources.json"
 TOP_LUT = 0  # the top level only wires engines together
@@ -61,13 +61,38 @@ def bram36_for(depth: int, width: int) -> float:
     return float(best)
 
 
+def varying_rom_bits(layer: Layer, foldings: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """Per (PE, SIMD): the bit columns of the weight ROM (``rtl.generate.weight_words``) that are not the
+    same in every word.
+
+    Synthesis keeps only these in a memory: a column that holds one value in all words is a constant
+    (Yosys drops it from the memory), so a trained layer's ROM of few words, where many columns are
+    constant, takes fewer block RAMs than its width says, and one word takes none. Column (p, j) holds
+    weight (o, k) for every o ≡ p (mod PE) and k ≡ j (mod SIMD); its count of +1s for a folding is the sum
+    of those of any folding by multiples of PE and SIMD, so each is summed from the nearest one done."""
+    out, fan_in = layer.out_ch, layer.fan_in
+    by_pe = {out: layer.weights.reshape(out, fan_in).view(np.uint8).astype(np.int32)}  # (PE, fan-in) +1 counts
+    result = {}
+    for pe in sorted({pe for pe, _ in foldings}, reverse=True):
+        parent = min(q for q in by_pe if q % pe == 0)
+        by_pe[pe] = by_pe[parent].reshape(parent // pe, pe, fan_in).sum(0)
+        by_simd = {fan_in: by_pe[pe]}  # (PE, SIMD) +1 counts
+        for simd in sorted({s for q, s in foldings if q == pe}, reverse=True):
+            parent = min(s for s in by_simd if s % simd == 0)
+            by_simd[simd] = by_simd[parent].reshape(pe, parent // simd, simd).sum(1)
+            words = (out // pe) * (fan_in // simd)
+            result[pe, simd] = int(((by_simd[simd] > 0) & (by_simd[simd] < words)).sum())
+    return result
+
+
 def _mux(n: int) -> float:
     """LUT6s per output bit of an n:1 multiplexer (MUXF7/F8 free)."""
     return 0.0 if n <= 1 else max(1.0, n / 4)
 
 
-def geometry(net: Net, i: int, pe: int, simd: int) -> dict:
-    """The parameters of layer i's engine that the model and the generator share."""
+def geometry(net: Net, i: int, pe: int, simd: int, rom_bits: int | None = None) -> dict:
+    """The parameters of layer i's engine that the model and the generator share (``rom_bits``: its
+    ``varying_rom_bits`` where the caller has them for many foldings at once)."""
     from bcnn.plan import chunk_shape
     from bcnn.rtl.generate import acc_bits
 
@@ -78,8 +103,10 @@ def geometry(net: Net, i: int, pe: int, simd: int) -> dict:
     nf, sf = layer.out_ch // pe, layer.fan_in // simd
     hb, wb = -(-(h + 2 * layer.pad) // bh), -(-(w + 2 * layer.pad) // bw)
     buf_depth = 2 * hb * wb
+    if rom_bits is None:
+        rom_bits = varying_rom_bits(layer, [(pe, simd)])[pe, simd]
     return {"pe": pe, "simd": simd, "ew": ew, "aw": acc_bits(net, i), "nf": nf, "sf": sf, "words": nf * sf,
-            "bh": bh, "bw": bw, "cs": cs, "banks": bh * bw, "pw": c * ew, "buf_depth": buf_depth,
+            "rom_bits": rom_bits, "bh": bh, "bw": bw, "cs": cs, "banks": bh * bw, "pw": c * ew, "buf_depth": buf_depth,
             "buf_bram": buf_depth * c * ew >= BUF_BRAM_MIN_BITS, "out_ch": layer.out_ch,
             "pool": layer.pool, "last": layer.is_last}
 
@@ -121,8 +148,7 @@ def features(g: dict, mem: str) -> tuple[dict, dict]:
 
 
 def bram(g: dict, mem: str) -> float:
-    # one weight word is a constant whatever the style asks for: synthesis keeps no memory for it
-    b = bram36_for(g["words"], g["pe"] * g["simd"]) if mem == "bram" and g["words"] > 1 else 0.0
+    b = bram36_for(g["words"], g["rom_bits"]) if mem == "bram" else 0.0
     if g["buf_bram"]:
         b += g["banks"] * bram36_for(g["buf_depth"], g["pw"])
     return b
