@@ -287,11 +287,12 @@ def train(cfg: TrainConfig) -> dict:
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if rank == 0:
-            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  ({record['seconds']:.0f} s)",
-                  flush=True)
             if acc > state["best_acc"]:
                 state["best_acc"] = acc
                 _save_best(out, model, cfg, state, epoch + 1, acc)
+            # the lr the next epoch runs at, so a log shows where a halving schedule stands
+            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  "
+                  f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s)", flush=True)
             _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
 
