@@ -43,7 +43,6 @@ def test_report_files_and_paper_table(tmp_path):
     assert Image.open(paths["throughput"]).size[0] > 300
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no Chromium")
 def test_gpu_rows_with_measured_watts_give_the_titan_x_style_ratios(tmp_path):
     report = _report()
     report["bench"]["results"] += [{"backend": "torch-cuda", "batch": b, "images_per_s": 1000.0 * b,
@@ -57,6 +56,7 @@ def test_gpu_rows_with_measured_watts_give_the_titan_x_style_ratios(tmp_path):
     assert "watts" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no Chromium")
 def test_report_page_renders_in_chromium(tmp_path):
     paths = write_report(_report(), tmp_path)
     shot = tmp_path / "shot.png"
