@@ -40,6 +40,9 @@ def test_report_files_and_paper_table(tmp_path):
     assert "180.0x" in claims["small batches vs a processor"]["bcnn"]  # 90,000 / 500 images/s
     md = (tmp_path / "report.md").read_text()
     assert "| conv0 | 4 | 27 |" in md and "![throughput](throughput.png)" in md
+    # the clock is the plan's target: said so wherever a figure depends on it
+    assert "| clock (MHz) | 90 | target of the plan; timing closure not checked" in md
+    assert "timing closure not checked" in claims["device, clock"]["source"]
     assert Image.open(paths["throughput"]).size[0] > 300
 
 
