@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from bcnn import bench
 from bcnn.cli import main
@@ -23,7 +24,6 @@ def test_fpga_rows():
 
 
 def test_torch_model_is_exact():
-    torch = pytest.importorskip("torch")
     net = small_net()
     net.layers[1].pad_bit = 1
     x = random_images(np.random.default_rng(2), net, 5)
@@ -33,7 +33,6 @@ def test_torch_model_is_exact():
 
 
 def test_run_bench_rows_and_plot(tmp_path):
-    pytest.importorskip("torch")
     result = bench.run_bench(small_net(), batches=(1, 3), backends=("fast", "reference", "torch"), repeats=1,
                              min_seconds=0, reference_max_batch=1,
                              fpga={"ii_cycles": 100, "latency_cycles": 300, "clock_mhz": 50.0})
@@ -88,7 +87,6 @@ def test_packed_torch_model_is_exact(seed, compiled, monkeypatch):
     channels, 3×3 kernels), OR and AND pooling, FC layers; a tiny chunk size also exercises the chunking.
     Compiled: inductor's generated code must keep int64 wrap-around in the popcount (as Triton did on the
     H200, where `bcnn bench` checked it against the reference engine)."""
-    torch = pytest.importorskip("torch")
     from bcnn.engine import packed_torch
 
     rng = np.random.default_rng(seed)
@@ -106,7 +104,6 @@ def test_packed_torch_model_is_exact(seed, compiled, monkeypatch):
 def test_packed_torch_model_compiles_every_batch_size():
     """A sweep past dynamo's default limit of 8 kernels must keep compiling, not fall back to eager (which
     `bcnn bench` would then time as torch-packed-cuda). The eager backend keeps this a cheap trace."""
-    torch = pytest.importorskip("torch")
     from torch._dynamo.utils import counters
 
     from bcnn.engine.packed_torch import packed_torch_model
@@ -124,7 +121,6 @@ def test_packed_torch_model_compiles_every_batch_size():
 
 
 def test_popcount64_signed_words():
-    torch = pytest.importorskip("torch")
     from bcnn.engine.packed_torch import popcount64
 
     words = [0, -1, -(1 << 63), 1, (1 << 63) - 1, 0x5555555555555555, -0x5555555555555556, 12345]
@@ -133,7 +129,6 @@ def test_popcount64_signed_words():
 
 
 def test_run_bench_torch_packed():
-    pytest.importorskip("torch")
     result = bench.run_bench(small_net(), batches=(2,), backends=("torch-packed", "torch-packed-cuda"), repeats=1,
                              min_seconds=0)
     assert [(r["backend"], r["batch"]) for r in result["results"]] == [("torch-packed", 2)]

@@ -211,6 +211,7 @@ def _message(excinfo) -> str:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     path = tmp_path_factory.mktemp("bad") / "ok.onnx"
+    torch.manual_seed(0)  # the same model whichever tests ran before
     model = build_model("tiny", **CONFIGS["pad_post_pre"])
     randomize_batchnorm(model, np.random.default_rng(0))
     export_onnx(model, path, (1, 3, 8, 8))
@@ -241,6 +242,7 @@ def test_truncated_and_missing_files(tmp_path, exported):
 
 
 def test_non_binary_weights(tmp_path):
+    torch.manual_seed(0)
     model = build_model("tiny", channels=(5, 6), weight_bit_width=2)
     with pytest.raises(BcnnError) as e:
         compile_onnx(_export(tmp_path, model, 8, batch=1))
@@ -249,6 +251,7 @@ def test_non_binary_weights(tmp_path):
 
 
 def test_unsupported_op(tmp_path):
+    torch.manual_seed(0)
     model = build_model("tiny", channels=(5, 6), pool=[None, "post"])
     model.features[-1] = nn.AvgPool2d(2)
     with pytest.raises(BcnnError) as e:

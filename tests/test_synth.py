@@ -152,9 +152,9 @@ def test_resource_mapping_and_families() -> None:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     """A tiny random net, synthesized as planned by default and with layer 0 folded to PE = SIMD = 1."""
-    gen = pytest.importorskip("bcnn.rtl.generate")
     from bcnn.plan import make_plan
     from bcnn.randnet import random_net
+    from bcnn.rtl import generate as gen
 
     base = tmp_path_factory.mktemp("gen")
     net = random_net(np.random.default_rng(0))
@@ -190,9 +190,9 @@ def test_generated_parallelism_and_partial_cache(generated: tuple[dict, dict]) -
 def test_one_word_weight_memory_is_constants(tmp_path: Path) -> None:
     """Layer 0 folded completely (PE = C_out, SIMD = fan-in) has one weight word: Yosys keeps no block RAM
     for it even when block RAM is asked for, and the resource model says the same."""
-    gen = pytest.importorskip("bcnn.rtl.generate")
     from bcnn.plan import make_plan
     from bcnn.randnet import random_net
+    from bcnn.rtl import generate as gen
 
     net = random_net(np.random.default_rng(0))
     base = make_plan(net)

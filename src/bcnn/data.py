@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
-from bcnn.fileio import atomic_write
+from bcnn.fileio import atomic_write, cache_root
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -35,10 +35,6 @@ class Dataset:
         if n is None:
             return self
         return Dataset(self.images[:n], None if self.labels is None else self.labels[:n], self.classes)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("BCNN_CACHE", Path.home() / ".cache" / "bcnn"))
 
 
 def load(path: str | os.PathLike, split: str = "test", limit: int | None = None) -> Dataset:
@@ -154,7 +150,7 @@ def _load_folder(p: Path, limit: int | None) -> Dataset:
     classes, files = _folder_listing(p)
     order = _round_robin(files, limit)
     key = hashlib.sha256(repr([(str(f), f.stat().st_mtime_ns, y) for f, y in order]).encode()).hexdigest()[:20]
-    cached = cache_dir() / "data" / f"{key}.npz"
+    cached = cache_root() / "data" / f"{key}.npz"
     if cached.is_file():
         try:
             return _load_npz(cached)

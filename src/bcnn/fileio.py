@@ -16,6 +16,14 @@ import numpy as np
 from bcnn.errors import BcnnError
 
 
+def cache_root() -> Path:
+    """Where bcnn caches Verilator builds, Yosys results and decoded data sets: ``$BCNN_CACHE``, else
+    ``$XDG_CACHE_HOME/bcnn``, else ``~/.cache/bcnn`` (read on every call, so a test can redirect it)."""
+    if os.environ.get("BCNN_CACHE"):
+        return Path(os.environ["BCNN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bcnn"
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for binary writing; rename it onto ``path`` only on success."""

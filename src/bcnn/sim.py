@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
+from bcnn.fileio import cache_root
 from bcnn.rtl.manifest import read_manifest
 from bcnn.tools import verilator
 
@@ -31,9 +32,7 @@ OPT = "-O1"
 
 
 def default_build_root() -> Path:
-    base = os.environ.get("BCNN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bcnn")
-    return Path(base) / "verilator"
+    return cache_root() / "verilator"
 
 
 def _defines(m: dict) -> dict[str, int]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bcnn.errors import BcnnError
-from bcnn.fileio import write_json
+from bcnn.fileio import cache_root, write_json
 from bcnn.rtl.manifest import read_manifest
 from bcnn.tools import yosys
 
@@ -92,8 +92,7 @@ def yosys_version(cmd: tuple[str, ...]) -> str:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("BCNN_CACHE")
-    return Path(env) / "synth" if env else Path.home() / ".cache" / "bcnn" / "synth"
+    return cache_root() / "synth"
 
 
 def mem_files(rtl_dir: Path, eng: dict[str, Any]) -> list[Path]:
@@ -236,8 +235,10 @@ def synth_engine(rtl_dir: Path, eng: dict[str, Any], family: str, cache_dir: Pat
     return {"name": name, **resources(cells), "cells": cells, "cached": False, "key": key, "seconds": seconds}
 
 
-def bundle(result: dict[str, Any], dest: Path = BUNDLED_CACHE) -> list[Path]:
-    """Copy a synthesis result's per-engine cells into ``dest`` (the package's cache of bundled models)."""
+def bundle(result: dict[str, Any], dest: Path | None = None) -> list[Path]:
+    """Copy a synthesis result's per-engine cells into ``dest`` (default: the package's cache of bundled
+    models, looked up at call time)."""
+    dest = BUNDLED_CACHE if dest is None else dest
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
     for row in result["layers"]:
