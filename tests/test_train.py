@@ -198,10 +198,26 @@ def test_torchrun_two_processes(data, tmp_path, extra):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bcnn",
            "train", "--arch", "tiny", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "ddp"),
            "--options", OPTIONS, "--batch-size", "20", "--no-progress", "--train-limit", "200", *extra]
+    # two CPU processes (gloo) even on a machine with a GPU
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "ddp" / "model.bcnn").is_file()
+
+
+def test_more_ranks_than_gpus_is_refused(monkeypatch):
+    """nccl cannot put two ranks on one GPU: a second rank on a one-GPU node gets an error naming the fix
+    (no GPU here, so the node's CUDA answers are stood in for)."""
+    from bcnn import train as tr
+    from bcnn.errors import BcnnError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert tr._device() == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(BcnnError, match="--nproc_per_node=1"):
+        tr._device()
 
 
 def test_warm_start_continues_from_an_earlier_run(data, tmp_path):

@@ -99,9 +99,13 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 def _device() -> torch.device:
     """This process's GPU (one per torchrun rank) when there is one, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if rank >= gpus:  # nccl cannot share a GPU between ranks
+        raise BcnnError(f"torchrun started more processes on this node than it has GPUs ({gpus}): use "
+                        f"--nproc_per_node={gpus}, or CUDA_VISIBLE_DEVICES= to train on the CPU")
+    return torch.device("cuda", rank)
 
 
 def _distributed() -> tuple[int, int]:
