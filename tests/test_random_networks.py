@@ -74,10 +74,9 @@ def rtl_cases(draw):
 
 @pytest.fixture(scope="module", autouse=True)
 def _compiled():
-    if fuzz.fast_available():
-        from bcnn.engine.fast import warmup
+    from bcnn.engine.fast import warmup
 
-        warmup()  # compile (or load) the kernels once, outside hypothesis' timing
+    warmup()  # compile (or load) the kernels once, outside hypothesis' timing
 
 
 # ------------------------------------------------------------------------------------------- IR, engines

@@ -158,14 +158,6 @@ def folding(d: Draw, net: Net) -> tuple[list[int], list[int], list[str] | None]:
 # --------------------------------------------------------------------------------------- engines
 
 
-def fast_available() -> bool:
-    try:
-        from bcnn.engine.fast import run_fast  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class Mismatch(AssertionError):
     """Two backends disagree; the message names them and the first differing image and output."""
 
@@ -181,14 +173,12 @@ def assert_same(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
 
 
 def check_engines(net: Net, images: np.ndarray) -> np.ndarray:
-    """reference == fast (when importable); returns the reference accumulators."""
+    """reference == fast; returns the reference accumulators."""
+    from bcnn.engine.fast import run_fast
     from bcnn.engine.reference import run_reference
 
     ref = run_reference(net, images)
-    if fast_available():
-        from bcnn.engine.fast import run_fast
-
-        assert_same("reference", ref, "fast", run_fast(net, images, threads=1))
+    assert_same("reference", ref, "fast", run_fast(net, images, threads=1))
     return ref
 
 
