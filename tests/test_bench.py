@@ -113,11 +113,14 @@ def test_packed_torch_model_compiles_every_batch_size():
     model = packed_torch_model(net, compile=True, backend="eager")
     torch._dynamo.reset()
     counters.clear()
+    before = (torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit)
     for b in range(1, 13):
         x = random_images(rng, net, b)
         with torch.inference_mode():
             assert np.array_equal(model(torch.from_numpy(x)).numpy(), run_reference(net, x))
     assert counters["stats"]["unique_graphs"] == 12
+    # the raised limit holds for this model's calls only: the process's other compiles keep torch's settings
+    assert (torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit) == before
 
 
 def test_popcount64_signed_words():

@@ -54,8 +54,8 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False, bac
     """A torch.nn.Module computing the network's integer function with packed XOR-popcount binary layers.
 
     Input uint8 (N, H, W, C); output the last layer's int64 accumulators (N, n_outputs) in HWC order, equal to
-    ``run_reference`` and ``bench.torch_model``. ``compile``: wrap it in ``torch.compile`` (``backend``), one
-    static-shape kernel per batch size.
+    ``run_reference`` and ``bench.torch_model``. ``compile``: a function calling it through ``torch.compile``
+    (``backend``), one static-shape kernel per batch size.
     """
     import torch
     import torch.nn.functional as F
@@ -115,11 +115,16 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False, bac
             raise AssertionError("unreachable: the last layer returns")
 
     model = PackedModule().to(device).eval()
-    if compile:
-        # dynamo counts the kernels of every model built here against one limit (8 by default), past which it
-        # silently runs eager: a batch sweep would time the wrong thing. Allow more, and fail instead of that.
-        cfg = torch._dynamo.config
-        cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
-        cfg.fail_on_recompile_limit_hit = True
-        return torch.compile(model, dynamic=False, backend=backend)
-    return model
+    if not compile:
+        return model
+    compiled = torch.compile(model, dynamic=False, backend=backend)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        # dynamo counts the kernels of every model built here against one limit (8 by default), past which
+        # it silently runs eager: a batch sweep would time the wrong thing. Allow more, and fail instead of
+        # that, during this model's calls only (recompiles happen in the call), not for the whole process.
+        limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        with torch._dynamo.config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True):
+            return compiled(x)
+
+    return run
