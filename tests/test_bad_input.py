@@ -361,3 +361,71 @@ def test_bench_with_an_unreadable_plan(capsys, files, tmp_path, make, needle):
     make(tmp_path / "p.json")
     code, err = run_cli(capsys, "bench", files / "net.bcnn", "--plan", tmp_path / "p.json", "--backends", "fast")
     assert_error(code, err, needle)
+
+
+# ------------------------------------------------------------------- numbers and paths on the command line
+
+
+TRAIN = ("train", "--arch", "tiny", "--data", "{dir}", "--out", "{tmp}/r")
+
+
+def run_parse(capsys, *args) -> tuple[int, str]:
+    """Like run_cli, for errors argparse reports itself (a usage line, then the error; exit 2)."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("infer", "{net}", "--limit", "-1"), "argument --limit: must be at least 1, got -1"),
+    (("infer", "{net}", "--limit", "0"), "argument --limit: must be at least 1"),
+    (("plan", "{net}", "--clock-mhz", "nan"), "argument --clock-mhz: must be a finite number above 0"),
+    (("run", "--model", "{net}", "--clock-mhz", "inf"), "argument --clock-mhz"),
+    (("bench", "{net}", "--repeats", "0"), "argument --repeats"),
+    (("bench", "{net}", "--min-seconds", "-1"), "argument --min-seconds"),
+    (("synth", "{dir}", "--jobs", "0"), "argument --jobs"),
+    ((*TRAIN, "--lr", "-1"), "argument --lr"),
+    ((*TRAIN, "--batch-size", "0"), "argument --batch-size"),
+    ((*TRAIN, "--train-limit", "0"), "argument --train-limit"),
+], ids=["limit_negative", "limit_zero", "clock_nan", "clock_inf", "repeats", "min_seconds", "jobs", "lr",
+        "batch_size", "train_limit"])
+def test_numbers_out_of_range(capsys, files, args, needle):
+    args = [a.format(net=files / "net.bcnn", dir=files, tmp=files) for a in args]
+    code, err = run_parse(capsys, *args)
+    assert code == 2 and "Traceback" not in err, err
+    assert needle in err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("bench", "{net}", "--batch", "4,0", "--backends", "fast"), "at least 1, got '4,0'"),
+    (("bench", "{net}", "--plot", "{tmp}/plot.txt", "--backends", "fast"), "expected a .png or .svg or .pdf"),
+    (("bench", "{net}", "--plot", "{tmp}", "--backends", "fast"), "is a folder"),
+    (("infer", "{net}", "--data", "{dir}/images.npy", "--out", "{tmp}"), "is a folder"),
+    (("infer", "{net}", "--data", "{dir}/images.npy", "--out", "{tmp}/r.txt"), "expected a .npz file"),
+    (("plan", "{net}", "-o", "{tmp}"), "is a folder; expected a file to write"),
+    (("plan", "{net}", "--mem", "bram,bram,bram,bram"), "--mem sets the weight memory of a folding you give"),
+    (("infer", "{tmp}/notes.txt"), "not a bcnn IR file (not a .bcnn archive"),
+    (("infer", "{tmp}"), "is a folder; expected a .bcnn file"),
+    (("simulate", "{tmp}/notes.txt"), "is {tmp}/notes.txt an RTL directory"),
+    (("run", "--model", "{net}", "--images", "1"), "the II is measured between consecutive images"),
+    (("run", "--model", "{net}", "--data", "{tmp}/none.npy"), "--data {tmp}/none.npy: no such file"),
+    (("run", "--model", "{net}", "--out", "{tmp}/notes.txt"), "is a file; expected the folder"),
+    ((*TRAIN, "--options", "{{bad"), "not valid JSON"),
+    ((*TRAIN, "--options", '{{"depth": 3}}'), "unknown tiny model option(s) depth (known: bn_eps, channels"),
+    (("train", "--arch", "tiny", "--data", "{dir}", "--out", "{tmp}/run"), "already holds a run"),
+], ids=["batch_zero", "plot_suffix", "plot_folder", "out_folder", "out_suffix", "plan_output_folder",
+        "mem_without_folding", "text_as_model", "folder_as_model", "file_as_rtl", "one_image", "missing_data",
+        "out_is_a_file", "options_not_json", "options_unknown", "train_over_a_run"])
+def test_paths_and_values_that_make_no_sense(capsys, files, tmp_path, args, needle):
+    (tmp_path / "notes.txt").write_text("not a model")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"hours of training")
+    args = [a.format(net=files / "net.bcnn", dir=files, tmp=tmp_path) for a in args]
+    code, err = run_cli(capsys, *args)
+    assert_error(code, err, needle.format(tmp=tmp_path))
+    assert "pickle" not in err  # numpy's advice to load untrusted pickles is not passed on
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == b"hours of training"
+    assert not (tmp_path / "r").exists()  # a refused run leaves no empty output folder

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bcnn.errors import BcnnError
-from bcnn.fileio import json_default, read_json
+from bcnn.fileio import atomic_write, json_default, read_json
 
 DEFAULT_MODEL = "binarynet"
 DEFAULT_DEVICE = "xc7vx690t"
@@ -28,13 +29,59 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def count(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def positive(text: str) -> float:
+    """argparse type: a finite number above 0 (a clock, a rate, a learning rate)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return v
+
+
+def non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
+    return v
+
+
 def _int_list(text: str | None) -> list[int] | None:
+    """A comma-separated list of whole numbers of at least 1 (batch sizes, PE, SIMD)."""
     if text is None:
         return None
     try:
-        return [int(v) for v in text.split(",")]
+        values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise BcnnError(f"expected a comma-separated list of integers, got {text!r}") from None
+        raise BcnnError(f"expected a comma-separated list of whole numbers, got {text!r}") from None
+    if min(values) < 1:
+        raise BcnnError(f"expected whole numbers of at least 1, got {text!r}")
+    return values
+
+
+def _output_file(path: str, suffixes: tuple[str, ...], what: str) -> Path:
+    """An output file path with one of ``suffixes``, not a folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise BcnnError(f"{p}: is a folder; expected the {what} file to write")
+    if p.suffix.lower() not in suffixes:
+        raise BcnnError(f"{p}: expected a {' or '.join(suffixes)} file for the {what}")
+    return p
 
 
 def _sample_data() -> Path:
@@ -96,6 +143,7 @@ def cmd_compile(args) -> dict:
 def cmd_infer(args) -> dict:
     from bcnn.engine.reference import predict, run_reference
 
+    out = _output_file(args.out, (".npz",), "results") if args.out else None  # before the images run
     net = _load_net_any(args.net)
     ds = _load_data(net, args.data, args.limit)
     compile_s = None
@@ -113,9 +161,11 @@ def cmd_infer(args) -> dict:
         result["compile_seconds"] = round(compile_s, 3)
     if ds.labels is not None:
         result["accuracy"] = float((pred == ds.labels).mean())
-    if args.out:
-        np.savez(args.out, predictions=pred, accumulators=acc)
-        result["out"] = str(args.out)
+    if out:
+        with atomic_write(out) as f:
+            np.savez(f, predictions=pred, accumulators=acc)
+        result["out"] = str(out)
+        _log(f"wrote {out}")
     _log(f"{len(ds)} images, {result['images_per_s']:.0f} images/s"
          + (f", accuracy {result['accuracy']:.2%}" if "accuracy" in result else ""))
     return result
@@ -124,6 +174,8 @@ def cmd_infer(args) -> dict:
 def cmd_bench(args) -> dict:
     from bcnn import bench
 
+    plot = _output_file(args.plot, (".png", ".svg", ".pdf"), "plot") if args.plot else None
+    batches = _int_list(args.batch)
     if str(args.net).startswith("random:"):
         net = bench.topology_net(str(args.net).split(":", 1)[1])
     else:
@@ -135,24 +187,27 @@ def cmd_bench(args) -> dict:
             if path:
                 data = read_json(path, "a plan or `bcnn simulate --json` result")
                 fpga.update({k: data[k] for k in ("ii_cycles", "latency_cycles", "clock_mhz") if k in data})
-        fpga.setdefault("clock_mhz", args.clock_mhz)
+        if args.clock_mhz is not None:  # given: the FPGA rows at this clock instead of the plan's
+            fpga["clock_mhz"] = args.clock_mhz
+        fpga.setdefault("clock_mhz", DEFAULT_CLOCK_MHZ)
         if "ii_cycles" not in fpga or "latency_cycles" not in fpga:
             raise BcnnError("--plan/--sim must give ii_cycles and latency_cycles")
     elif "fpga" in args.backends.split(","):
         try:
             from bcnn.plan import make_plan
 
-            plan = make_plan(net, clock_mhz=args.clock_mhz)
+            plan = make_plan(net, clock_mhz=args.clock_mhz or DEFAULT_CLOCK_MHZ)
             fpga = {k: plan[k] for k in ("ii_cycles", "latency_cycles", "clock_mhz")}
             _log(f"fpga: planned II {fpga['ii_cycles']:,} cycles at {fpga['clock_mhz']} MHz (predicted, not measured)")
         except (ImportError, BcnnError, KeyError) as e:
             _log(f"fpga: no plan ({e}); skipping the FPGA rows")
-    result = bench.run_bench(net, batches=_int_list(args.batch), backends=args.backends.split(","),
+    result = bench.run_bench(net, batches=batches, backends=args.backends.split(","),
                              repeats=args.repeats, fpga=fpga, threads=args.threads,
                              min_seconds=args.min_seconds, log=_log)
     _log(bench.format_table(result))
-    if args.plot:
-        result["plot"] = str(bench.plot(result, args.plot, title=f"{args.net}: images/s against batch size"))
+    if plot:
+        result["plot"] = str(bench.plot(result, plot, title=f"{args.net}: images/s against batch size"))
+        _log(f"wrote {plot}")
     return result
 
 
@@ -161,6 +216,9 @@ def cmd_plan(args) -> dict:
 
     net = _load_net_any(args.net)
     mem = args.mem.split(",") if args.mem else None
+    if mem and args.pe is None and args.simd is None:
+        raise BcnnError("--mem sets the weight memory of a folding you give: add --pe and/or --simd (without "
+                        "them the planner chooses every layer's memory)")
     plan = make_plan(net, device=args.device, clock_mhz=args.clock_mhz,
                      pe=_int_list(args.pe), simd=_int_list(args.simd), mem=mem,
                      target_fps=args.target_fps, max_util=args.max_util, planner=args.planner)
@@ -189,21 +247,24 @@ def cmd_generate(args) -> dict:
     net = _load_net_any(args.net)
     plan = (load_plan(args.plan, net) if args.plan
             else make_plan(net, device=DEFAULT_DEVICE, clock_mhz=DEFAULT_CLOCK_MHZ))
-    manifest = generate(net, plan, args.output)
-    _log(f"wrote {args.output} ({manifest})")
-    return {"rtl_dir": str(args.output), "manifest": str(manifest), "ii_cycles": plan["ii_cycles"]}
+    rtl_dir = generate(net, plan, args.output)
+    _log(f"wrote {rtl_dir}: {len(net.layers)} engines, manifest.json")
+    return {"rtl_dir": str(rtl_dir), "manifest": str(Path(rtl_dir) / "manifest.json"), "ii_cycles": plan["ii_cycles"]}
 
 
 def cmd_simulate(args) -> dict:
     from bcnn import ir
     from bcnn.engine.reference import run_reference
+    from bcnn.rtl.manifest import read_manifest
     from bcnn.sim import simulate
 
+    read_manifest(Path(args.rtl_dir))  # names what is wrong with a folder that is not generated RTL
     net = ir.load(Path(args.rtl_dir) / "net.bcnn")
     ds = _load_data(net, args.data, args.limit)
     expected = run_reference(net, ds.images)
     result = simulate(args.rtl_dir, ds.images, expected=expected, verbose=True)
-    _log(f"{result['images']} images, {result['mismatches']} mismatches, II {result['ii_cycles']:,} cycles, "
+    ii = "n/a (needs 2 images)" if result["ii_cycles"] is None else f"{result['ii_cycles']:,.0f} cycles"
+    _log(f"{result['images']} images, {result['mismatches']} mismatches, II {ii}, "
          f"latency {result['latency_cycles']:,} cycles, {result['cycles_per_s'] / 1e6:.2f} M cycles/s simulated")
     return {k: v for k, v in result.items() if k != "outputs"}
 
@@ -221,13 +282,25 @@ def cmd_synth(args) -> dict:
     return result
 
 
+def _json_options(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BcnnError(f"--options is not valid JSON ({e}): {text!r}") from None
+    if not isinstance(options, dict):
+        raise BcnnError(f"--options must be a JSON object (a dict of model options), got {text!r}")
+    return options
+
+
 def cmd_train(args) -> dict:
     from bcnn.train import TrainConfig, train
 
     cfg = TrainConfig(arch=args.arch, data=args.data, out_dir=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
                       train_limit=args.train_limit, test_limit=args.test_limit,
-                      model_options=json.loads(args.options) if args.options else {},
+                      model_options=_json_options(args.options),
                       export_only=args.export_only, export=not args.no_export, precision=args.precision,
                       compile=args.compile, init_from=args.init_from, progress=not args.no_progress,
                       loss=args.loss, schedule=args.schedule, channels_last=args.channels_last)
@@ -245,7 +318,11 @@ def cmd_run(args) -> dict:
 # -------------------------------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bcnn", description=__doc__.split("\n")[0])
+    from bcnn import __version__
+
+    p = argparse.ArgumentParser(prog="bcnn", description="bcnn: binary CNN to FPGA accelerator, one subcommand per "
+                                "stage; every subcommand takes --json")
+    p.add_argument("--version", action="version", version=f"bcnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help_: str) -> argparse.ArgumentParser:
@@ -262,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("net", help="NET.bcnn, MODEL.onnx or a bundled model name (binarynet, cnv, tiny)")
     sp.add_argument("--data", help="class-folder tree, cifar-10-batches-py folder, or .npy/.npz of uint8 "
                                    "images (N, H, W, C); default: the bundled CIFAR-10 sample")
-    sp.add_argument("--limit", type=int, help="first N images")
+    sp.add_argument("--limit", type=count, help="first N images")
     sp.add_argument("--engine", default="fast", choices=["fast", "reference"],
                     help="fast: packed XNOR-popcount kernels (default); reference: the plain numpy definition")
     sp.add_argument("--out", help="RESULTS.npz with predictions and accumulators")
@@ -275,22 +352,26 @@ def build_parser() -> argparse.ArgumentParser:
                          "torch-packed-cuda,fpga (torch-packed: bit-packed XOR-popcount in torch ops, slow "
                          "on a CPU, where `fast` is the bit-packed engine; *-cuda: on the GPU, skipped "
                          "without one)")
-    sp.add_argument("--repeats", type=int, default=5, help="timed calls per point (median)")
-    sp.add_argument("--min-seconds", type=float, default=0.5, help="keep timing a point at least this long")
-    sp.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    sp.add_argument("--repeats", type=count, default=5, help="timed calls per point (median; default 5)")
+    sp.add_argument("--min-seconds", type=non_negative, default=0.5,
+                    help="keep timing a point at least this long (default 0.5)")
+    sp.add_argument("--threads", type=count, help="CPU threads (default: all)")
     sp.add_argument("--plan", help="PLAN.json: FPGA clock and cycles (default: plan with default settings)")
     sp.add_argument("--sim", help="JSON of `bcnn simulate --json`: measured II and latency override the plan's")
-    sp.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
-    sp.add_argument("--plot", help="PNG to write (images/s against batch, log axes)")
+    sp.add_argument("--clock-mhz", type=positive,
+                    help=f"FPGA clock of the fpga rows (default: the plan's, else {DEFAULT_CLOCK_MHZ:g})")
+    sp.add_argument("--plot", help="PNG (or SVG, PDF) to write: images/s against batch, log axes")
 
     sp = add("plan", cmd_plan, "choose the folding (PE, SIMD) of every layer and predict cycles")
-    sp.add_argument("net")
-    sp.add_argument("--device", default=DEFAULT_DEVICE)
-    sp.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
+    sp.add_argument("net", help="NET.bcnn, MODEL.onnx or a bundled model name")
+    sp.add_argument("--device", default=DEFAULT_DEVICE, help=f"FPGA part (default {DEFAULT_DEVICE})")
+    sp.add_argument("--clock-mhz", type=positive, default=DEFAULT_CLOCK_MHZ,
+                    help=f"target clock (default {DEFAULT_CLOCK_MHZ:g})")
     sp.add_argument("--pe", help="comma-separated PE per layer (overrides the planner)")
     sp.add_argument("--simd", help="comma-separated SIMD per layer (overrides the planner)")
-    sp.add_argument("--mem", help="comma-separated weight memory per layer: logic, lutram or bram")
-    sp.add_argument("--target-fps", type=float, help="meet this many images/s with the fewest LUTs")
+    sp.add_argument("--mem", help="comma-separated weight memory per layer: logic, lutram or bram (with "
+                                  "--pe/--simd)")
+    sp.add_argument("--target-fps", type=positive, help="meet this many images/s with the fewest LUTs")
     sp.add_argument("--max-util", type=float, default=0.8,
                     help="largest share of the part's LUT, FF and BRAM to use (default 0.8)")
     sp.add_argument("--planner", default="bcnn", choices=["bcnn", "finn"],
@@ -300,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("calibrate", cmd_calibrate, "re-fit the resource model to Yosys runs of generated engines")
     sp.add_argument("-o", "--output", help="coefficient file to write (default: the one shipped in the package)")
     sp.add_argument("--work", help="directory for the generated engines (default: a temporary one)")
-    sp.add_argument("--jobs", type=int, default=1, help="Yosys runs in parallel")
+    sp.add_argument("--jobs", type=count, default=1, help="Yosys runs in parallel (default 1)")
     sp.add_argument("--design", action="append",
                     help="a generated RTL directory (net.bcnn in or beside it) whose engines join the fit; repeatable")
 
@@ -312,23 +393,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("simulate", cmd_simulate, "simulate the RTL with Verilator and compare with the reference engine")
     sp.add_argument("rtl_dir")
     sp.add_argument("--data", help="images (default: the bundled CIFAR-10 sample)")
-    sp.add_argument("--limit", type=int, default=20, help="first N images (default 20)")
+    sp.add_argument("--limit", type=count, default=20, help="first N images (default 20; the II needs 2)")
 
     sp = add("synth", cmd_synth, "estimate FPGA resources with Yosys synth_xilinx, per engine, cached")
     sp.add_argument("rtl_dir")
     sp.add_argument("--part", default=None, help="FPGA part (default: the plan's device)")
-    sp.add_argument("--jobs", type=int, default=1, help="engines synthesized in parallel (default 1)")
+    sp.add_argument("--jobs", type=count, default=1, help="engines synthesized in parallel (default 1)")
     sp.add_argument("--bundle", action="store_true",
                     help="also copy the results into the package's cache for bundled models")
 
     sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
     sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")
     sp.add_argument("--data", required=True, help="CIFAR-10 class-folder tree or cifar-10-batches-py folder")
-    sp.add_argument("--epochs", type=int, default=10, help="length of the run and of a cosine LR schedule (default "
+    sp.add_argument("--epochs", type=count, default=10, help="length of the run and of a cosine LR schedule (default "
                     "10); a halve:N run may be resumed with more")
     sp.add_argument("--out", required=True, help="output folder (checkpoints, model.onnx, model.bcnn)")
-    sp.add_argument("--batch-size", type=int, default=100, help="images per step and process (default 100)")
-    sp.add_argument("--lr", type=float, default=5e-3, help="Adam's initial learning rate (default 5e-3)")
+    sp.add_argument("--batch-size", type=count, default=100, help="images per step and process (default 100)")
+    sp.add_argument("--lr", type=positive, default=5e-3, help="Adam's initial learning rate (default 5e-3)")
     sp.add_argument("--schedule", default="cosine", metavar="cosine|halve:N",
                     help="LR schedule: cosine decay to 0 at the last epoch (default), or halve:N, the lr halved "
                          "every N epochs as in Brevitas's bnn_pynq trainer (e.g. --lr 0.02 --schedule halve:40)")
@@ -339,8 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "
                     "(its folder, for its best epoch, or a .pt file of it), with a fresh optimizer and LR "
                     "schedule; to train on after a run's schedule has ended")
-    sp.add_argument("--train-limit", type=int, help="train on the first N images only (classes round-robin)")
-    sp.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    sp.add_argument("--train-limit", type=count, help="train on the first N images only (classes round-robin)")
+    sp.add_argument("--test-limit", type=count, help="evaluate on the first N test images only")
     sp.add_argument("--options", help="JSON dict of model options, e.g. '{\"channels\": [16, 32]}'")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     sp.add_argument("--export-only", action="store_true",
@@ -357,15 +438,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train with NHWC activations and weights (for GPUs: cuDNN's tensor-core layout)")
 
     sp = add("run", cmd_run, "the main job: compile, plan, generate, simulate, synthesize and report")
-    sp.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, NET.bcnn or MODEL.onnx")
-    sp.add_argument("--device", default=DEFAULT_DEVICE)
-    sp.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
-    sp.add_argument("--images", type=int, default=100, help="images to simulate (default 100)")
+    sp.add_argument("--model", default=DEFAULT_MODEL,
+                    help=f"bundled model name, NET.bcnn or MODEL.onnx (default {DEFAULT_MODEL})")
+    sp.add_argument("--device", default=DEFAULT_DEVICE, help=f"FPGA part (default {DEFAULT_DEVICE})")
+    sp.add_argument("--clock-mhz", type=positive, default=DEFAULT_CLOCK_MHZ,
+                    help=f"target clock (default {DEFAULT_CLOCK_MHZ:g})")
+    sp.add_argument("--images", type=count, default=100, help="images to simulate (default 100; the II needs 2)")
     sp.add_argument("--data", help="images (default: the bundled CIFAR-10 sample)")
     sp.add_argument("--out", default="bcnn-out", help="output folder (default bcnn-out)")
     sp.add_argument("--no-synth", action="store_true", help="skip the Yosys estimate")
     sp.add_argument("--no-bench", action="store_true", help="skip the CPU benchmarks across batch sizes")
-    sp.add_argument("--jobs", type=int, help="Yosys engines in parallel when not cached (default: cores, at most 4)")
+    sp.add_argument("--jobs", type=count,
+                    help="Yosys engines in parallel when not cached (default: cores, at most 4)")
     return p
 
 

@@ -134,6 +134,8 @@ class _Graph:
 
 
 def _load(path: Path) -> onnx.ModelProto:
+    if path.is_dir():
+        raise BcnnError(f"{path}: is a folder; expected a QONNX .onnx file (Brevitas export_qonnx)")
     if not path.is_file():
         raise BcnnError(f"{path}: no such file")
     try:

@@ -28,6 +28,8 @@ def cache_root() -> Path:
 def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for binary writing; rename it onto ``path`` only on success."""
     path = Path(path)
+    if path.is_dir():
+        raise BcnnError(f"{path}: is a folder; expected a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -217,6 +217,8 @@ def save(net: Net, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike) -> Net:
     """Read a ``.bcnn`` file; BcnnError with the reason if it is missing, corrupt or of another version."""
     path = Path(path)
+    if path.is_dir():
+        raise BcnnError(f"{path}: is a folder; expected a .bcnn file (`bcnn compile` writes one)")
     if not path.is_file():
         raise BcnnError(f"{path}: no such file")
     try:
@@ -224,7 +226,9 @@ def load(path: str | os.PathLike) -> Net:
             arrays = {k: z[k] for k in z.files}
         header = json.loads(str(arrays["header"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-        raise BcnnError(f"{path}: not a bcnn IR file ({e.__class__.__name__}: {e})") from None
+        # numpy's message for a file that is no archive suggests loading pickles: not advice to pass on
+        why = "not a .bcnn archive" if "pickle" in str(e) else f"{e.__class__.__name__}: {e}"
+        raise BcnnError(f"{path}: not a bcnn IR file ({why}; `bcnn compile` writes one)") from None
     if header.get("magic") != MAGIC:
         raise BcnnError(f"{path}: not a bcnn IR file")
     if header.get("format_version") != FORMAT_VERSION:

@@ -17,6 +17,7 @@ Binary weights and activations use constant scale 1.0, exported by ``export_qonn
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 from collections.abc import Sequence
@@ -210,6 +211,13 @@ def build_model(arch: str, **options) -> BinaryCNN:
     pad_value (-1.0), input_affine (True: 2x-1), input_norm ((mean, std) per channel, replaces 2x-1),
     weight_bit_width (1; other widths only to test the compiler's error).
     """
+    if arch not in ARCHS:
+        raise BcnnError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
+    known = set(inspect.signature(BinaryCNN.__init__).parameters) - {"self", "convs", "fcs"}
+    known = known | {"channels", "padding", "pool", "fc"} if arch == "tiny" else known - {"head"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise BcnnError(f"unknown {arch} model option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     if arch == "tiny":
         channels = list(options.pop("channels", (5, 6)))
         n = len(channels)

@@ -324,6 +324,11 @@ def calibrate(out_path: str | os.PathLike | None = None, work: str | os.PathLike
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
+    from bcnn.rtl.manifest import read_manifest
+
+    for d in designs:  # before hours of Yosys on the grid
+        read_manifest(Path(d))
+        ir_load(Path(d))
     grid = calibration_grid()
     with tempfile.TemporaryDirectory(prefix="bcnn-calib") as td:
         base = Path(work) if work else Path(td)

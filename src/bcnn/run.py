@@ -59,11 +59,15 @@ def run_flow(model: str = "binarynet", device: str = "xc7vx690t", clock_mhz: flo
     from bcnn.rtl.generate import generate
     from bcnn.sim import simulate
 
-    if images < 1:
-        raise BcnnError("--images must be at least 1")
+    if images < 2:
+        raise BcnnError("--images must be at least 2: the II is measured between consecutive images")
     if synth_jobs is not None and synth_jobs < 1:
         raise BcnnError("--jobs must be at least 1")
+    if data is not None and not Path(data).exists():  # before minutes of compile, plan and generate
+        raise BcnnError(f"--data {data}: no such file or folder")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BcnnError(f"--out {out}: is a file; expected the folder to write the run into")
     out.mkdir(parents=True, exist_ok=True)
     step = _Steps(7 - skip_synth - skip_bench)
 
@@ -78,6 +82,8 @@ def run_flow(model: str = "binarynet", device: str = "xc7vx690t", clock_mhz: flo
         generate(net, plan, rtl_dir)
     with step("CPU engines and torch"):
         ds = _load_data(net, data, images)
+        if len(ds) < images:
+            print(f"      the data holds {len(ds)} images: running those, not {images}", file=sys.stderr)
         expected = run_reference(net, ds.images)
         fast_mismatches = int((run_fast(net, ds.images) != expected).any(axis=1).sum())
         torch_mismatches = int((torch_runner(net, "cpu", None)(ds.images) != expected).any(axis=1).sum())

@@ -143,7 +143,10 @@ def simulate(rtl_dir: str | os.PathLike, images: np.ndarray, expected: np.ndarra
     cycles = int(stdout.strip().splitlines()[-1])
     last_out = stamps[2 + n:]
     gaps = np.diff(last_out)
-    ii = float(np.median(gaps[len(gaps) // 2:])) if len(gaps) else None
+    ii = None  # one image has no gap to measure
+    if len(gaps):
+        ii = float(np.median(gaps[len(gaps) // 2:]))
+        ii = int(ii) if ii.is_integer() else ii
     mismatches = None
     if expected is not None:
         expected = np.asarray(expected).reshape(n, n_out)

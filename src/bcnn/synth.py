@@ -273,6 +273,9 @@ def synthesize(rtl_dir: str | Path, part: str | None = None, cache_dir: Path | N
     cmd = yosys()
     yosys_version(tuple(cmd))  # once, before threads start (the first YoWASP run compiles for a while)
     engines = man["engines"]
+    if progress:  # the first line would otherwise wait for the first engine, minutes for a large one
+        print(f"synth: {len(engines)} engines with {Path(cmd[0]).name}, {min(jobs, len(engines))} at a time "
+              f"(cached ones return at once)", file=sys.stderr, flush=True)
 
     def one(eng: dict[str, Any]) -> dict[str, Any]:
         row = synth_engine(rtl, eng, family, cache, cmd)

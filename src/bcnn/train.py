@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -174,8 +175,12 @@ def train(cfg: TrainConfig) -> dict:
     """Train, checkpoint every epoch, export and compile the best epoch; returns a summary dict."""
     from bcnn.models import build_model
 
-    if cfg.epochs < 1:
-        raise BcnnError("--epochs must be at least 1")
+    for name, value in (("epochs", cfg.epochs), ("batch-size", cfg.batch_size), ("train-limit", cfg.train_limit),
+                        ("test-limit", cfg.test_limit)):
+        if value is not None and value < 1:
+            raise BcnnError(f"--{name} must be at least 1, got {value}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise BcnnError(f"--lr must be a finite number above 0, got {cfg.lr}")
     if cfg.export_only and not cfg.export:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if cfg.precision not in PRECISIONS:
@@ -187,18 +192,23 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file() and not (cfg.resume or cfg.export_only):  # hours of training are not lost to a typo
+        raise BcnnError(f"{out} already holds a run (checkpoint.pt): --resume continues it, --export-only "
+                        f"exports its best epoch; for a new run choose another --out")
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, **cfg.model_options)  # before the data: a bad option fails at once
     train_ds = bdata.load(cfg.data, split="train", limit=cfg.train_limit)
     test_ds = bdata.load(cfg.data, split="test", limit=cfg.test_limit)
     if train_ds.labels is None or test_ds.labels is None:
         raise BcnnError(f"{cfg.data}: training needs labelled data (a class-folder tree or CIFAR-10 batches)")
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, **cfg.model_options)
     expected = (model.input_size, model.input_size, model.in_channels)
     if tuple(train_ds.images.shape[1:]) != expected:
         raise BcnnError(f"model {cfg.arch} expects images {expected} (H, W, C), data has "
-                        f"{tuple(train_ds.images.shape[1:])}; set the input_size option")
+                        f"{tuple(train_ds.images.shape[1:])}; set the input_size option, e.g. --options "
+                        f"'{{\"input_size\": {train_ds.images.shape[1]}}}'")
+    out.mkdir(parents=True, exist_ok=True)
     device = _device()
     model.to(device)
     if cfg.channels_last:  # the state dict's values are the same: only the training layout changes
@@ -219,7 +229,6 @@ def train(cfg: TrainConfig) -> dict:
     evaluator = torch.compile(model, dynamic=False) if compiled else model
 
     state = {"epoch": 0, "best_acc": -1.0, "history": [], "epochs_before": 0}
-    ckpt = out / "checkpoint.pt"
     if cfg.export_only:
         if not (out / "best.pt").is_file():
             raise BcnnError(f"{out}: no best.pt to export; train first")
@@ -239,7 +248,7 @@ def train(cfg: TrainConfig) -> dict:
         state = saved["state"]
     else:
         if cfg.resume and rank == 0:
-            print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}")
+            print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
         if cfg.init_from:
             state["epochs_before"] = warm_start(model, cfg)
             # epoch 0 is the source itself: a warm restart never exports worse weights than it started from
@@ -248,7 +257,7 @@ def train(cfg: TrainConfig) -> dict:
             state["history"].append({"epoch": 0, "test_acc": acc})
             if rank == 0:
                 print(f"warm start from {cfg.init_from} ({state['epochs_before']} epochs): test accuracy "
-                      f"{acc:.4f}", flush=True)
+                      f"{acc:.4f}", file=sys.stderr, flush=True)
                 _save_best(out, model, cfg, state, 0, acc)
 
     # the whole training set lives on the device (150 MB of uint8 for CIFAR-10): batches and augmentation
@@ -296,7 +305,8 @@ def train(cfg: TrainConfig) -> dict:
                 _save_best(out, model, cfg, state, epoch + 1, acc)
             # the lr the next epoch runs at, so a log shows where a halving schedule stands
             print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  "
-                  f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s)", flush=True)
+                  f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s)",
+                  file=sys.stderr, flush=True)
             _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
 
@@ -382,7 +392,7 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bd
         net.meta["warm_start"] = {"init_from": best["init_from"], "epochs_before": before}
     ir.save(net, out / "model.bcnn")
     print(f"exported epoch {best['epoch']}: engine accuracy {check['engine_test_acc']:.4f} on {len(test_ds)} "
-          f"test images, torch vs engine mismatches {check['torch_engine_mismatches']}", flush=True)
+          f"test images, torch vs engine mismatches {check['torch_engine_mismatches']}", file=sys.stderr, flush=True)
     return {"onnx": str(onnx_path), "bcnn": str(out / "model.bcnn"), "best_epoch": best["epoch"],
             "epochs_trained": before + best["epoch"], **check}
 
