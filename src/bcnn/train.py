@@ -179,8 +179,8 @@ def train(cfg: TrainConfig) -> dict:
                         ("test-limit", cfg.test_limit)):
         if value is not None and value < 1:
             raise BcnnError(f"--{name} must be at least 1, got {value}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise BcnnError(f"--lr must be a finite number above 0, got {cfg.lr}")
+    if not (math.isfinite(cfg.lr) and cfg.lr >= 0):  # 0 keeps the weights (a check that only BN moves)
+        raise BcnnError(f"--lr must be a finite number of at least 0, got {cfg.lr}")
     if cfg.export_only and not cfg.export:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if cfg.precision not in PRECISIONS:
