@@ -40,25 +40,24 @@ def count(text: str) -> int:
     return v
 
 
-def positive(text: str) -> float:
-    """argparse type: a finite number above 0 (a clock, a rate, a learning rate)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return v
+def _finite(strictly_positive: bool):
+    """argparse type: a finite number above 0 (a clock, a rate) or, if not strict, of at least 0."""
+    bound = "above 0" if strictly_positive else "of at least 0"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v) or v < 0 or (strictly_positive and v == 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return v
+
+    return parse
 
 
-def non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
-    return v
+positive = _finite(True)
+non_negative = _finite(False)
 
 
 def _int_list(text: str | None) -> list[int] | None:
