@@ -82,6 +82,8 @@ def run_flow(model: str = "binarynet", device: str = "xc7vx690t", clock_mhz: flo
         generate(net, plan, rtl_dir)
     with step("CPU engines and torch"):
         ds = _load_data(net, data, images)
+        if len(ds) < 2:
+            raise BcnnError(f"{data}: {len(ds)} image; the II is measured between consecutive images, give 2 or more")
         if len(ds) < images:
             print(f"      the data holds {len(ds)} images: running those, not {images}", file=sys.stderr)
         expected = run_reference(net, ds.images)
