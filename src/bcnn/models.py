@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import os
 from collections.abc import Sequence
 
@@ -341,11 +342,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     kwargs = {} if dynamo is None else {"dynamo": dynamo}
     was_training = model.training
     model.eval()
+    # torch's exporter logs a warning per torchvision op it cannot register: none is used here
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
     try:
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
+            if quiet:
+                registration.setLevel(logging.ERROR)
             export_qonnx(model, torch.rand(*input_shape), export_path=str(path), **kwargs)
     finally:
+        registration.setLevel(level)
         model.train(was_training)
 
 
