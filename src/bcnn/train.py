@@ -305,8 +305,8 @@ def train(cfg: TrainConfig) -> dict:
                 _save_best(out, model, cfg, state, epoch + 1, acc)
             # the lr the next epoch runs at, so a log shows where a halving schedule stands
             print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  "
-                  f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s)",
-                  file=sys.stderr, flush=True)
+                  f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s"
+                  f"{_eta(state['history'], cfg.epochs - epoch - 1)})", file=sys.stderr, flush=True)
             _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                 "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
 
@@ -320,6 +320,17 @@ def train(cfg: TrainConfig) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _eta(history: list[dict], epochs_left: int) -> str:
+    """', about 6.2 h to go' from the median of the last five epochs (one slow epoch does not swing it)."""
+    times = [r["seconds"] for r in history[-5:] if "seconds" in r]
+    if not epochs_left or not times:
+        return ""
+    left = float(np.median(times)) * epochs_left
+    if left >= 3600:
+        return f", about {left / 3600:.1f} h to go"
+    return f", about {left / 60:.0f} min to go" if left >= 60 else f", about {left:.0f} s to go"
 
 
 def _save_best(out: Path, model: torch.nn.Module, cfg: TrainConfig, state: dict, epoch: int, acc: float) -> None:
