@@ -235,11 +235,10 @@ def build_model(arch: str, **options) -> BinaryCNN:
         convs = [(64, 0, None), (64, 0, "post"), (128, 0, None), (128, 0, "post"), (256, 0, None), (256, 0, None)]
         options.setdefault("input_size", 32)
         return BinaryCNN(convs=convs, fcs=(512, 512), head="tensornorm", **options)
-    if arch == "binarynet":
-        convs = [(128, 1, None), (128, 1, "pre"), (256, 1, None), (256, 1, "pre"), (512, 1, None), (512, 1, "pre")]
-        options.setdefault("input_size", 32)
-        return BinaryCNN(convs=convs, fcs=(1024, 1024), head="bn", **options)
-    raise BcnnError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
+    # binarynet (the arch was checked above)
+    convs = [(128, 1, None), (128, 1, "pre"), (256, 1, None), (256, 1, "pre"), (512, 1, None), (512, 1, "pre")]
+    options.setdefault("input_size", 32)
+    return BinaryCNN(convs=convs, fcs=(1024, 1024), head="bn", **options)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
