@@ -2,7 +2,8 @@
 # Train a shipped model on a lent GPU machine (the session's `device` tool) in one call, and measure how fast.
 #
 #   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA defaults to ../shared/datasets/cifar10
-#   there:  run(command="bash benchmarks/gpu_train.sh train binarynet 565", carry=[".gpu"], timeout_s=590)
+#   there:  run(command="bash benchmarks/gpu_train.sh train binarynet 560 --batch-size 400 --lr 1e-2",
+#               carry=[".gpu"], timeout_s=590)   # batch 400: 1 s an epoch on an H200, 9 s at batch 100
 #   there, at once on the still-warm machine, with the device time left:
 #           run(command="bash benchmarks/gpu_train.sh bench 120 binarynet cnv", carry=[".gpu"], timeout_s=150)
 #   here:   bash benchmarks/gpu_train.sh check DIR/binarynet  # DIR: the call's files_at
@@ -17,7 +18,8 @@
 #   for them; a run that overruns is stopped in time and its best epoch so far exported). model.bcnn,
 #   history.json, train.log and the best epoch's float weights (bfloat16, in parts: best-bf16.pt.partNN)
 #   come back in $OUT/ARCH. A later lease goes on from them: `check` joins them into .gpu/ARCH-best.pt,
-#   and `train ARCH SECONDS --init-from .gpu/ARCH-best.pt --lr LR` starts a warm restart from it.
+#   and `train ARCH SECONDS --init-from .gpu/ARCH-best.pt --lr LR` starts a warm restart from it. A second
+#   `train` on the still-warm machine finds the first call's run folder as /tmp/run-ARCH.prev.
 # bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
 #   engine, within SECONDS in all; the JSON comes back as $OUT/bench-NET.json, the rows as they are measured
 #   as $OUT/bench-NET.log. torch-packed-cuda compiles once per batch size (about 30 s each for binarynet).
@@ -78,6 +80,7 @@ train)
     train=(python3 -m bcnn train --arch "$arch" --data "$data" --no-progress --precision bf16 --compile)
     if [ -z "${EPOCHS:-}" ]; then
         calibrate() {
+            rm -rf /tmp/calibrate-"$arch"  # an earlier call's or a failed try's: train refuses to overwrite
             t0=$(date +%s)
             "${train[@]}" --epochs 2 --out /tmp/calibrate-"$arch" --train-limit 5000 --test-limit 1000 --no-export \
                 "$@" 2>&1 | tee -a "$out/train.log"
@@ -90,14 +93,19 @@ train)
             unset 'train[-1]'
             calibrate "$@"
         fi
-        # a tenth of the images, a tenth of the test set: ten times its second epoch is a full epoch
+        # a tenth of the images, a tenth of the test set: ten times its second epoch is a full epoch, plus
+        # the checkpoint's writing, which does not shrink with the data (a third of a 1-s binarynet epoch)
         read -r epoch_s fixed_s < <(python3 -c "import json
 h = json.load(open('/tmp/calibrate-$arch/history.json'))['history']
 first, second = h[0]['seconds'], h[1]['seconds']
+walls = [r.get('wall_seconds', r['seconds']) for r in h]
 # start and data loading, and half the cold compile: the real run compiles from torch's cache
-print(round(10 * second, 2), round($t1 - $t0 - first - second + 0.5 * (first - second)))")
+print(round(10 * second + walls[1] - second, 2), round($t1 - $t0 - sum(walls) + 0.5 * (first - second)))")
         EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($deadline - $t1 - $fixed_s - $export_s) / $epoch_s)))")
         echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs" | tee -a "$out/train.log"
+    fi
+    if [ -d /tmp/run-"$arch" ]; then  # an earlier call's on this warm machine: kept for --init-from
+        rm -rf /tmp/run-"$arch".prev && mv /tmp/run-"$arch" /tmp/run-"$arch".prev
     fi
     run=("${train[@]}" --epochs "$EPOCHS" --out /tmp/run-"$arch" "$@")
     set +e
@@ -111,13 +119,11 @@ print(round(10 * second, 2), round($t1 - $t0 - first - second + 0.5 * (first - s
         exit "$rc"
     fi
     cp /tmp/run-"$arch"/model.bcnn /tmp/run-"$arch"/history.json "$out/"
-    # The best epoch's float weights, for a later lease to go on from (--init-from): in bfloat16 (the signs
-    # that the binary layers use stay exact; half the size, so binarynet's fit a call's carry) and in parts
-    # below the 16 MiB a returned file may have. `check` joins them again.
-    python3 -c "import sys, torch
-saved = torch.load(sys.argv[1], weights_only=False, map_location='cpu')
-saved['model'] = {k: v.bfloat16() if v.is_floating_point() else v for k, v in saved['model'].items()}
-torch.save(saved, sys.argv[2])" /tmp/run-"$arch"/best.pt /tmp/best-bf16-"$arch".pt
+    # The best epoch's float weights, for a later lease to go on from (--init-from): the binary layers'
+    # latent weights in bfloat16 (half the size, so binarynet's fit a call's carry; shrink_checkpoint says
+    # why that is exact) and in parts below the 16 MiB a returned file may have. `check` joins them again.
+    python3 -c "import sys; from bcnn.train import shrink_checkpoint; shrink_checkpoint(*sys.argv[1:])" \
+        /tmp/run-"$arch"/best.pt /tmp/best-bf16-"$arch".pt
     split -b 15m -d /tmp/best-bf16-"$arch".pt "$out/best-bf16.pt.part"
     echo "all done $(( $(date +%s) - deadline + budget )) s after the start" | tee -a "$out/train.log"
     ;;

@@ -251,6 +251,31 @@ def test_warm_start_continues_from_an_earlier_run(data, tmp_path):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / "nowhere"), **run))
 
 
+def test_shrunk_checkpoint_predicts_exactly_as_the_source(data, tmp_path):
+    """shrink_checkpoint (the GPU script's returned weights): half the size, the same predictions."""
+    from bcnn.models import build_model
+    from bcnn.train import TrainConfig, predictions, shrink_checkpoint, train
+
+    opts = {**json.loads(OPTIONS), "channels": [32, 32], "fc": [64]}  # weights big enough to outweigh the rest
+    train(TrainConfig(out_dir=str(tmp_path / "a"), arch="tiny", data=str(data), epochs=1, batch_size=20,
+                      train_limit=80, model_options=opts, progress=False, export=False))
+    for name in ("best.pt", "checkpoint.pt"):
+        shrink_checkpoint(tmp_path / "a" / name, tmp_path / f"small-{name}")
+        assert (tmp_path / f"small-{name}").stat().st_size < 0.6 * (tmp_path / "a" / name).stat().st_size
+    source = torch.load(tmp_path / "a" / "best.pt", weights_only=False)["model"]
+    small = torch.load(tmp_path / "small-best.pt", weights_only=False)["model"]
+    assert {k for k, v in small.items() if v.dtype == torch.bfloat16} == \
+        {k for k, v in source.items() if k.endswith(".weight") and v.dim() >= 2}
+    # rounding keeps every latent weight's sign, so the binary layers and the predictions are the same
+    images = load(data, split="test").images
+    found = []
+    for state in (source, small):
+        model = build_model("tiny", **opts)
+        model.load_state_dict(state)
+        found.append(predictions(model, images))
+    assert np.array_equal(*found)
+
+
 def test_no_export_trains_only_and_export_only_exports_later(data, tmp_path):
     """--no-export (the GPU script's timing run) writes no model; --export-only then exports the best epoch."""
     from bcnn.errors import BcnnError
