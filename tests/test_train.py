@@ -242,7 +242,7 @@ def test_warm_start_continues_from_an_earlier_run(data, tmp_path):
     assert net.meta["warm_start"] == {"init_from": str(tmp_path / "a"), "epochs_before": start["epoch"]}
     assert b["torch_engine_mismatches"] == 0
     # a warm-started run resumes only as itself
-    with pytest.raises(BcnnError, match="--init-from None"):
+    with pytest.raises(BcnnError, match="--init-from not set"):
         train(TrainConfig(out_dir=str(tmp_path / "b"), epochs=1, lr=0.0, resume=True, **run))
     with pytest.raises(BcnnError, match="--options"):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / "a"),

@@ -384,7 +384,10 @@ def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: 
     # a checkpoint written before a setting existed was trained with its default
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     saved = {**{k: v for k, v in defaults.items() if k in keys}, **saved}
-    differ = [f"{flag.get(k, '--' + k.replace('_', '-'))} {getattr(cfg, k)!r} (checkpoint: {saved[k]!r})"
+    def shown(value: object) -> str:
+        return "not set" if value is None else repr(value)
+
+    differ = [f"{flag.get(k, '--' + k.replace('_', '-'))} {shown(getattr(cfg, k))} (checkpoint: {shown(saved[k])})"
               for k in keys if k in saved and saved[k] != getattr(cfg, k)]
     if differ:
         raise BcnnError(f"{ckpt} was written by a run with other settings: " + "; ".join(differ) +
