@@ -167,6 +167,28 @@ def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
         assert torch.equal(tensor, b["model"][name]), name
 
 
+def test_checkpoint_every_n_epochs_keeps_best_and_last(data, tmp_path, monkeypatch):
+    """--checkpoint-every 3: checkpoint.pt after epochs 3 and 6, the last (7) and every best epoch only."""
+    import bcnn.train as tr
+
+    written = []
+    save = tr._atomic_torch_save
+
+    def spy(obj, path):
+        if path.name == "checkpoint.pt":
+            written.append(obj["state"]["epoch"])
+        save(obj, path)
+
+    monkeypatch.setattr(tr, "_atomic_torch_save", spy)
+    summary = tr.train(tr.TrainConfig(arch="tiny", data=str(data), out_dir=str(tmp_path / "run"), epochs=7,
+                                      batch_size=20, train_limit=40, test_limit=8, progress=False, export=False,
+                                      model_options=json.loads(OPTIONS), checkpoint_every=3))
+    accs = [r["test_acc"] for r in summary["history"]]
+    best = {i + 1 for i, a in enumerate(accs) if a > max(accs[:i], default=-1.0)}
+    assert written == sorted(best | {3, 6, 7})
+    assert len(written) < 7 or best == set(range(1, 8))  # fewer writes, unless every epoch was a best one
+
+
 def test_resume_with_other_settings_is_refused(data, tmp_path):
     """The LR schedule is part of the checkpoint: --resume with another --epochs would silently keep it."""
     from bcnn.errors import BcnnError

@@ -302,7 +302,8 @@ def cmd_train(args) -> dict:
                       model_options=_json_options(args.options),
                       export_only=args.export_only, export=not args.no_export, precision=args.precision,
                       compile=args.compile, init_from=args.init_from, progress=not args.no_progress,
-                      loss=args.loss, schedule=args.schedule, channels_last=args.channels_last)
+                      loss=args.loss, schedule=args.schedule, channels_last=args.channels_last,
+                      checkpoint_every=args.checkpoint_every)
     return train(cfg)
 
 
@@ -416,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cross-entropy (default) or the squared hinge of BinaryNet and bnn_pynq")
     sp.add_argument("--seed", type=int, default=0, help="weights, shuffles and augmentation (default 0)")
     sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    sp.add_argument("--checkpoint-every", type=count, default=1, metavar="N",
+                    help="write OUT/checkpoint.pt after every N-th epoch, the last and every best one (default 1; "
+                         "a killed run resumes from the last one written)")
     sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "
                     "(its folder, for its best epoch, or a .pt file of it), with a fresh optimizer and LR "
                     "schedule; to train on after a run's schedule has ended")

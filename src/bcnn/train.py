@@ -55,6 +55,8 @@ class TrainConfig:
     loss: str = "ce"  # "ce": cross-entropy; "sqrhinge": BinaryNet's and Brevitas bnn_pynq's squared hinge
     schedule: str = "cosine"  # "cosine" to 0 over the run, or "halve:N": lr halved every N epochs (bnn_pynq)
     channels_last: bool = False  # NHWC activations and conv weights in training (cuDNN's tensor-core layout)
+    # checkpoint.pt after every N-th epoch and the last: on a GPU its writing is a third of a 1-s epoch
+    checkpoint_every: int = 1
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -172,11 +174,12 @@ def _atomic_torch_save(obj: dict, path: Path) -> None:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train, checkpoint every epoch, export and compile the best epoch; returns a summary dict."""
+    """Train, checkpoint every epoch (or every N-th), export and compile the best epoch; returns a summary
+    dict."""
     from bcnn.models import build_model
 
     for name, value in (("epochs", cfg.epochs), ("batch-size", cfg.batch_size), ("train-limit", cfg.train_limit),
-                        ("test-limit", cfg.test_limit)):
+                        ("test-limit", cfg.test_limit), ("checkpoint-every", cfg.checkpoint_every)):
         if value is not None and value < 1:
             raise BcnnError(f"--{name} must be at least 1, got {value}")
     if not (math.isfinite(cfg.lr) and cfg.lr >= 0):  # 0 keeps the weights (a check that only BN moves)
@@ -300,15 +303,18 @@ def train(cfg: TrainConfig) -> dict:
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if rank == 0:
-            if acc > state["best_acc"]:
+            best = acc > state["best_acc"]
+            if best:
                 state["best_acc"] = acc
                 _save_best(out, model, cfg, state, epoch + 1, acc)
             # the lr the next epoch runs at, so a log shows where a halving schedule stands
             print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  "
                   f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s"
                   f"{_eta(state['history'], cfg.epochs - epoch - 1)})", file=sys.stderr, flush=True)
-            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
+            # a best epoch too, so that the checkpoint never lags best.pt (--export-only reads both)
+            if best or (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
         # with the checkpoint's writing, which a GPU's 1-s epochs of binarynet make half as long again
         record["wall_seconds"] = time.time() - t0
 
