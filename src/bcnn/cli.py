@@ -346,12 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("bench", cmd_bench, "images/s and latency per batch size: fast engine, reference, PyTorch, FPGA")
     sp.add_argument("net", help="NET.bcnn, MODEL.onnx, a bundled model, or random:cnv / random:binarynet")
-    sp.add_argument("--batch", default="1,4,16,64,256", help="comma-separated batch sizes")
+    sp.add_argument("--batch", default="1,4,16,64,256", help="comma-separated batch sizes (default 1,4,16,64,256)")
     sp.add_argument("--backends", default="fast,reference,torch,torch-cuda,torch-packed-cuda,fpga",
                     help="comma-separated subset of fast,reference,torch,torch-cuda,torch-packed,"
                          "torch-packed-cuda,fpga (torch-packed: bit-packed XOR-popcount in torch ops, slow "
                          "on a CPU, where `fast` is the bit-packed engine; *-cuda: on the GPU, skipped "
-                         "without one)")
+                         "without one; default: all but torch-packed)")
     sp.add_argument("--repeats", type=count, default=5, help="timed calls per point (median; default 5)")
     sp.add_argument("--min-seconds", type=non_negative, default=0.5,
                     help="keep timing a point at least this long (default 0.5)")
@@ -375,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-util", type=float, default=0.8,
                     help="largest share of the part's LUT, FF and BRAM to use (default 0.8)")
     sp.add_argument("--planner", default="bcnn", choices=["bcnn", "finn"],
-                    help="bcnn (balancing planner) or finn (FINN's SIMD-then-PE heuristic, for comparison)")
+                    help="bcnn (balancing planner, the default) or finn (FINN's SIMD-then-PE heuristic, "
+                         "for comparison)")
     sp.add_argument("-o", "--output", help="PLAN.json to write")
 
     sp = add("calibrate", cmd_calibrate, "re-fit the resource model to Yosys runs of generated engines")
@@ -433,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train only, no export at the end (timing runs); --export-only exports later")
     sp.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="arithmetic of the training forward pass; bf16 is about 1.5x faster on CPUs with "
-                         "AVX512-BF16 and on GPUs (evaluation and export stay float32)")
+                         "AVX512-BF16 and on GPUs (default fp32; evaluation and export stay float32)")
     sp.add_argument("--compile", action="store_true",
                     help="torch.compile training and per-epoch evaluation (export stays eager): faster "
                          "after a one-minute compile (needs a C++ compiler on the CPU)")
