@@ -98,14 +98,14 @@ train)
         fi
         # a tenth of the images, a tenth of the test set: ten times its second epoch is a full epoch, plus
         # the writing of checkpoint.pt and best.pt, which does not shrink with the data; the calibration's
-        # last epoch wrote both, the real run writes about a quarter of that per epoch (a checkpoint every
+        # first epoch wrote both, the real run writes about a quarter of that per epoch (a checkpoint every
         # 10th epoch and at every best one, best.pt at 15% of session 10's epochs)
         read -r epoch_s fixed_s < <(python3 -c "import json
 h = json.load(open('/tmp/calibrate-$arch/history.json'))['history']
 first, second = h[0]['seconds'], h[1]['seconds']
-walls = [r.get('wall_seconds', r['seconds']) for r in h]
+gap = h[1]['finished_at'] - h[0]['finished_at']  # the second epoch and the first one's writing
 # start and data loading, and half the cold compile: the real run compiles from torch's cache
-print(round(10 * second + 0.25 * (walls[1] - second), 2), round($t1 - $t0 - sum(walls) + 0.5 * (first - second)))")
+print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - gap + 0.5 * (first - second)))")
         EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($deadline - $t1 - $fixed_s - $export_s) / $epoch_s)))")
         echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs" | tee -a "$out/train.log"
     fi

@@ -14,6 +14,7 @@ earlier one, so training can go on after a finished schedule; the export counts 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -298,8 +299,9 @@ def train(cfg: TrainConfig) -> dict:
         if bar is not None:
             bar.close()
         acc = evaluate(evaluator, test_ds.images, test_ds.labels)
+        # finished_at: the gap between two epochs' also counts the writing of best.pt and checkpoint.pt
         record = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, seen), "test_acc": acc,
-                  "seconds": time.time() - t0, "lr": sched.get_last_lr()[0]}
+                  "seconds": time.time() - t0, "finished_at": time.time(), "lr": sched.get_last_lr()[0]}
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if rank == 0:
@@ -315,8 +317,6 @@ def train(cfg: TrainConfig) -> dict:
             if best or (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
                 _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
-        # with the checkpoint's writing, which a GPU's 1-s epochs of binarynet make half as long again
-        record["wall_seconds"] = time.time() - t0
 
     summary = {"arch": cfg.arch, "lr": cfg.lr, "schedule": cfg.schedule, "loss": cfg.loss,
                "epochs": state["epoch"], "best_acc": state["best_acc"],
@@ -332,7 +332,10 @@ def train(cfg: TrainConfig) -> dict:
 
 def _eta(history: list[dict], epochs_left: int) -> str:
     """', about 6.2 h to go' from the median of the last five epochs (one slow epoch does not swing it)."""
-    times = [r.get("wall_seconds", r["seconds"]) for r in history[-5:] if "seconds" in r]
+    recent = history[-6:]
+    gaps = [b["finished_at"] - a["finished_at"] for a, b in itertools.pairwise(recent)
+            if "finished_at" in a and "finished_at" in b]
+    times = gaps or [r["seconds"] for r in history[-5:] if "seconds" in r]
     if not epochs_left or not times:
         return ""
     left = float(np.median(times)) * epochs_left
