@@ -56,7 +56,8 @@ class TrainConfig:
     loss: str = "ce"  # "ce": cross-entropy; "sqrhinge": BinaryNet's and Brevitas bnn_pynq's squared hinge
     schedule: str = "cosine"  # "cosine" to 0 over the run, or "halve:N": lr halved every N epochs (bnn_pynq)
     channels_last: bool = False  # NHWC activations and conv weights in training (cuDNN's tensor-core layout)
-    # checkpoint.pt after every N-th epoch and the last: on a GPU its writing is a third of a 1-s epoch
+    # checkpoint.pt after every N-th epoch, the last and every best one: on a GPU its writing is a third of
+    # a 1-s epoch
     checkpoint_every: int = 1
 
 
@@ -299,7 +300,7 @@ def train(cfg: TrainConfig) -> dict:
         if bar is not None:
             bar.close()
         acc = evaluate(evaluator, test_ds.images, test_ds.labels)
-        # finished_at: the gap between two epochs' also counts the writing of best.pt and checkpoint.pt
+        # finished_at: the gap between two epochs' finished_at also counts the writing of best.pt and checkpoint.pt
         record = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, seen), "test_acc": acc,
                   "seconds": time.time() - t0, "finished_at": time.time(), "lr": sched.get_last_lr()[0]}
         state["history"].append(record)
@@ -393,6 +394,7 @@ def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: 
     # a checkpoint written before a setting existed was trained with its default
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     saved = {**{k: v for k, v in defaults.items() if k in keys}, **saved}
+
     def shown(value: object) -> str:
         return "not set" if value is None else repr(value)
 
