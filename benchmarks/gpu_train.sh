@@ -30,17 +30,19 @@
 #   float weights joined into .gpu/ARCH-best.pt.
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
+work=${GPU_WORK:-/tmp}  # there: run folders, the unpacked data, the wheels (another only for tests here)
 cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | bench SECONDS NET... | profile ARCH [STEPS] | check DIR}
 shift
 export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch and engine on 10,000 images
 # (binarynet's took about 30 s on the H200 machine's 16 cores)
 
-data=/tmp/gpu-data/cifar10  # there: the carried tree, unpacked
+data=$work/gpu-data/cifar10  # there: the carried tree, unpacked
 setup() {  # there: the carried wheels; `setup data` also unpacks the data and decodes it once into the cache
-    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-    exec {lock}>/tmp/gpu-setup.lock && flock "$lock"  # two `train`s started together set up once
+    mkdir -p "$work"
+    export PYTHONPATH=$work/site:$PWD/src PYTHONUNBUFFERED=1
+    exec {lock}>"$work"/gpu-setup.lock && flock "$lock"  # two `train`s started together set up once
     if ! python3 -c "import brevitas, qonnx" 2>/dev/null; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$gpu"/whl/*.whl
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work"/site "$gpu"/whl/*.whl
         nvidia-smi -L || true
     fi
     if [ "${1:-}" = data ]; then
@@ -74,7 +76,7 @@ prepare)
 train)
     arch=${1:?ARCH}; budget=${2:?SECONDS}; shift 2
     deadline=$(( $(date +%s) + budget ))
-    out=${OUT:-/tmp/gpu-out}/$arch; mkdir -p "$out"
+    out=${OUT:-$work/gpu-out}/$arch; mkdir -p "$out"
     setup data
     # options after ARCH SECONDS come last, so they may override these
     # the checkpoint (170 MB for binarynet, with Adam's state) every 10th epoch and every best one: written
@@ -83,9 +85,9 @@ train)
            --checkpoint-every 10)
     if [ -z "${EPOCHS:-}" ]; then
         calibrate() {
-            rm -rf /tmp/calibrate-"$arch"  # an earlier call's or a failed try's: train refuses to overwrite
+            rm -rf "$work"/calibrate-"$arch"  # an earlier call's or a failed try's: train refuses to overwrite
             t0=$(date +%s)
-            "${train[@]}" --epochs 2 --out /tmp/calibrate-"$arch" --train-limit 5000 --test-limit 1000 --no-export \
+            "${train[@]}" --epochs 2 --out "$work"/calibrate-"$arch" --train-limit 5000 --test-limit 1000 --no-export \
                 "$@" 2>&1 | tee -a "$out/train.log"
             local rc=${PIPESTATUS[0]}
             t1=$(date +%s)
@@ -101,7 +103,7 @@ train)
         # first epoch wrote both, the real run writes about a quarter of that per epoch (a checkpoint every
         # 10th epoch and at every best one, best.pt at 15% of session 10's epochs)
         read -r epoch_s fixed_s < <(python3 -c "import json
-h = json.load(open('/tmp/calibrate-$arch/history.json'))['history']
+h = json.load(open('$work/calibrate-$arch/history.json'))['history']
 first, second = h[0]['seconds'], h[1]['seconds']
 gap = h[1]['finished_at'] - h[0]['finished_at']  # the second epoch and the first one's writing
 # start and data loading, and half the cold compile: the real run compiles from torch's cache
@@ -109,10 +111,10 @@ print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - g
         EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($deadline - $t1 - $fixed_s - $export_s) / $epoch_s)))")
         echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs" | tee -a "$out/train.log"
     fi
-    if [ -d /tmp/run-"$arch" ]; then  # an earlier call's on this warm machine: kept for --init-from
-        rm -rf /tmp/run-"$arch".prev && mv /tmp/run-"$arch" /tmp/run-"$arch".prev
+    if [ -d "$work"/run-"$arch" ]; then  # an earlier call's on this warm machine: kept for --init-from
+        rm -rf "$work"/run-"$arch".prev && mv "$work"/run-"$arch" "$work"/run-"$arch".prev
     fi
-    run=("${train[@]}" --epochs "$EPOCHS" --out /tmp/run-"$arch" "$@")
+    run=("${train[@]}" --epochs "$EPOCHS" --out "$work"/run-"$arch" "$@")
     set +e
     timeout $(( deadline - $(date +%s) - export_s )) "${run[@]}" 2>&1 | tee -a "$out/train.log"
     rc=${PIPESTATUS[0]}
@@ -123,19 +125,19 @@ print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - g
     elif [ "$rc" != 0 ]; then
         exit "$rc"
     fi
-    cp /tmp/run-"$arch"/model.bcnn /tmp/run-"$arch"/history.json "$out/"
+    cp "$work"/run-"$arch"/model.bcnn "$work"/run-"$arch"/history.json "$out/"
     # The best epoch's float weights, for a later lease to go on from (--init-from): the binary layers'
     # latent weights in bfloat16 (half the size, so binarynet's fit a call's carry; shrink_checkpoint says
     # why that is exact) and in parts below the 16 MiB a returned file may have. `check` joins them again.
     python3 -c "import sys; from bcnn.train import shrink_checkpoint; shrink_checkpoint(*sys.argv[1:])" \
-        /tmp/run-"$arch"/best.pt /tmp/best-bf16-"$arch".pt
-    split -b 15m -d /tmp/best-bf16-"$arch".pt "$out/best-bf16.pt.part"
+        "$work"/run-"$arch"/best.pt "$work"/best-bf16-"$arch".pt
+    split -b 15m -d "$work"/best-bf16-"$arch".pt "$out/best-bf16.pt.part"
     echo "all done $(( $(date +%s) - deadline + budget )) s after the start" | tee -a "$out/train.log"
     ;;
 bench)
     budget=${1:?SECONDS}; shift
     deadline=$(( $(date +%s) + budget ))
-    out=${OUT:-/tmp/gpu-out}; mkdir -p "$out"
+    out=${OUT:-$work/gpu-out}; mkdir -p "$out"
     setup
     for net in "$@"; do
         left=$(( deadline - $(date +%s) ))
@@ -148,7 +150,7 @@ bench)
     ;;
 profile)
     arch=${1:?ARCH}; steps=${2:-20}
-    out=${OUT:-/tmp/gpu-out}; mkdir -p "$out"
+    out=${OUT:-$work/gpu-out}; mkdir -p "$out"
     setup
     device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
     python3 benchmarks/train_speed.py --device "$device" --archs "$arch" --steps 5 --channels-last --profile "$steps" 2>&1 |

@@ -298,6 +298,41 @@ def test_shrunk_checkpoint_predicts_exactly_as_the_source(data, tmp_path):
     assert np.array_equal(*found)
 
 
+def test_gpu_train_script_trains_twice_on_a_warm_machine(data, tmp_path):
+    """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU, where a lease gives it one try: a calibrated
+    run, then a warm restart from it in a second call (the still-warm machine), then `check` here."""
+    import tarfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    gpu, work, out = tmp_path / "gpu", tmp_path / "work", tmp_path / "out"
+    gpu.mkdir()
+    with tarfile.open(gpu / "cifar10.tar.xz", "w:xz") as tar:  # what `prepare` carries
+        tar.add(data, arcname=".")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GPU_DIR": str(gpu), "GPU_WORK": str(work), "OUT": str(out), "EXPORT_S": "20", "OMP_NUM_THREADS": "1"}
+
+    def script(*args: str, **extra: str) -> str:
+        proc = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_train.sh"), *args], cwd=repo,
+                              env={**env, **extra}, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    log = script("train", "tiny", "100", "--batch-size", "20")
+    assert "fixed costs" in log and "exported epoch" in log
+    first = ir.load(out / "tiny" / "model.bcnn")
+    assert first.meta["torch_engine_mismatches"] == 0
+    log = script("train", "tiny", "60", "--batch-size", "20", "--init-from", str(work / "run-tiny.prev"),
+                 "--lr", "1e-3", EPOCHS="1")
+    second = ir.load(out / "tiny" / "model.bcnn")
+    assert second.meta["warm_start"]["init_from"] == str(work / "run-tiny.prev")
+    assert second.meta["torch_engine_mismatches"] == 0
+    log = script("check", str(out / "tiny"), DATA=str(data))
+    assert '"accuracy"' in log
+    weights = torch.load(gpu / "tiny-best.pt", weights_only=False)["model"]
+    assert {v.dtype for k, v in weights.items() if k.endswith(".weight") and v.dim() >= 2} == {torch.bfloat16}
+
+
 def test_no_export_trains_only_and_export_only_exports_later(data, tmp_path):
     """--no-export (the GPU script's timing run) writes no model; --export-only then exports the best epoch."""
     from bcnn.errors import BcnnError
