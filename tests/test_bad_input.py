@@ -384,13 +384,14 @@ def run_parse(capsys, *args) -> tuple[int, str]:
     (("infer", "{net}", "--limit", "0"), "argument --limit: must be at least 1"),
     (("plan", "{net}", "--clock-mhz", "nan"), "argument --clock-mhz: must be a finite number above 0"),
     (("run", "--model", "{net}", "--clock-mhz", "inf"), "argument --clock-mhz"),
+    (("plan", "{net}", "--clock-mhz", "100000"), "100000 MHz is faster than any FPGA fabric runs"),
     (("bench", "{net}", "--repeats", "0"), "argument --repeats"),
     (("bench", "{net}", "--min-seconds", "-1"), "argument --min-seconds"),
     (("synth", "{dir}", "--jobs", "0"), "argument --jobs"),
     ((*TRAIN, "--lr", "-1"), "argument --lr"),
     ((*TRAIN, "--batch-size", "0"), "argument --batch-size"),
     ((*TRAIN, "--train-limit", "0"), "argument --train-limit"),
-], ids=["limit_negative", "limit_zero", "clock_nan", "clock_inf", "repeats", "min_seconds", "jobs", "lr",
+], ids=["limit_negative", "limit_zero", "clock_nan", "clock_inf", "clock_typo", "repeats", "min_seconds", "jobs", "lr",
         "batch_size", "train_limit"])
 def test_numbers_out_of_range(capsys, files, args, needle):
     args = [a.format(net=files / "net.bcnn", dir=files, tmp=files) for a in args]

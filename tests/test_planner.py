@@ -93,6 +93,9 @@ def test_planner_beats_finn_and_respects_the_cap():
         make_plan(net, "xc7z020", 100.0, target_fps=50_000)
     with pytest.raises(BcnnError, match="streaming the input"):
         make_plan(net, "xc7z020", 100.0, target_fps=1e6)
+    for clock in (0.0, 1e5):  # a typo's clock would make every planned figure fiction
+        with pytest.raises(BcnnError, match="at most 1,000 MHz"):
+            make_plan(net, "xc7z020", clock)
 
 
 def test_given_folding_is_checked():

@@ -60,6 +60,17 @@ positive = _finite(True)
 non_negative = _finite(False)
 
 
+def clock(text: str) -> float:
+    """argparse type: a target clock in MHz, above 0 and at most plan.MAX_CLOCK_MHZ."""
+    from bcnn.plan import MAX_CLOCK_MHZ
+
+    v = positive(text)
+    if v > MAX_CLOCK_MHZ:
+        raise argparse.ArgumentTypeError(f"{text} MHz is faster than any FPGA fabric runs (at most "
+                                         f"{MAX_CLOCK_MHZ:,.0f} MHz)")
+    return v
+
+
 def _int_list(text: str | None) -> list[int] | None:
     """A comma-separated list of whole numbers of at least 1 (batch sizes, PE, SIMD)."""
     if text is None:
@@ -358,14 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=count, help="CPU threads (default: all)")
     sp.add_argument("--plan", help="PLAN.json: FPGA clock and cycles (default: plan with default settings)")
     sp.add_argument("--sim", help="JSON of `bcnn simulate --json`: measured II and latency override the plan's")
-    sp.add_argument("--clock-mhz", type=positive,
+    sp.add_argument("--clock-mhz", type=clock,
                     help=f"FPGA clock of the fpga rows (default: the plan's, else {DEFAULT_CLOCK_MHZ:g})")
     sp.add_argument("--plot", help="PNG (or SVG, PDF) to write: images/s against batch, log axes")
 
     sp = add("plan", cmd_plan, "choose the folding (PE, SIMD) of every layer and predict cycles")
     sp.add_argument("net", help="NET.bcnn, MODEL.onnx or a bundled model name")
     sp.add_argument("--device", default=DEFAULT_DEVICE, help=f"FPGA part (default {DEFAULT_DEVICE})")
-    sp.add_argument("--clock-mhz", type=positive, default=DEFAULT_CLOCK_MHZ,
+    sp.add_argument("--clock-mhz", type=clock, default=DEFAULT_CLOCK_MHZ,
                     help=f"target clock (default {DEFAULT_CLOCK_MHZ:g})")
     sp.add_argument("--pe", help="comma-separated PE per layer (overrides the planner)")
     sp.add_argument("--simd", help="comma-separated SIMD per layer (overrides the planner)")
@@ -445,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=DEFAULT_MODEL,
                     help=f"bundled model name, NET.bcnn or MODEL.onnx (default {DEFAULT_MODEL})")
     sp.add_argument("--device", default=DEFAULT_DEVICE, help=f"FPGA part (default {DEFAULT_DEVICE})")
-    sp.add_argument("--clock-mhz", type=positive, default=DEFAULT_CLOCK_MHZ,
+    sp.add_argument("--clock-mhz", type=clock, default=DEFAULT_CLOCK_MHZ,
                     help=f"target clock (default {DEFAULT_CLOCK_MHZ:g})")
     sp.add_argument("--images", type=count, default=100, help="images to simulate (default 100; the II needs 2)")
     sp.add_argument("--data", help="images (default: the bundled CIFAR-10 sample)")

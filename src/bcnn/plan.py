@@ -126,6 +126,11 @@ def check_folding(net: Net, i: int, pe: int, simd: int, mem: str | None = None) 
         raise BcnnError(f"{where}: memory style {mem!r} is not one of {', '.join(MEM_STYLES)}")
 
 
+# No FPGA fabric clocks a design faster (7-series block RAM tops out near 600 MHz); a clock above it is a
+# typo (100000 for 100), and every figure planned at it would be fiction.
+MAX_CLOCK_MHZ = 1000.0
+
+
 def make_plan(net: Net, device: str = "xc7vx690t", clock_mhz: float = 100.0,
               pe: list[int] | None = None, simd: list[int] | None = None, mem: list[str] | None = None,
               target_fps: float | None = None, max_util: float = 0.8, planner: str = "bcnn") -> dict:
@@ -141,8 +146,8 @@ def make_plan(net: Net, device: str = "xc7vx690t", clock_mhz: float = 100.0,
 
     net.validate()
     dev = _device(device)
-    if clock_mhz <= 0:
-        raise BcnnError(f"clock must be positive, got {clock_mhz} MHz")
+    if not 0 < clock_mhz <= MAX_CLOCK_MHZ:
+        raise BcnnError(f"clock must be above 0 and at most {MAX_CLOCK_MHZ:,.0f} MHz, got {clock_mhz} MHz")
     if not 0 < max_util <= 1:
         raise BcnnError(f"max_util must be in (0, 1], got {max_util}")
     if target_fps is not None and target_fps <= 0:
