@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -301,9 +303,6 @@ def test_shrunk_checkpoint_predicts_exactly_as_the_source(data, tmp_path):
 def test_gpu_train_script_trains_twice_on_a_warm_machine(data, tmp_path):
     """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU, where a lease gives it one try: a calibrated
     run, then a warm restart from it in a second call (the still-warm machine), then `check` here."""
-    import tarfile
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parents[1]
     gpu, work, out = tmp_path / "gpu", tmp_path / "work", tmp_path / "out"
     gpu.mkdir()

@@ -301,8 +301,9 @@ def train(cfg: TrainConfig) -> dict:
             bar.close()
         acc = evaluate(evaluator, test_ds.images, test_ds.labels)
         # finished_at: the gap between two epochs' finished_at also counts the writing of best.pt and checkpoint.pt
+        now = time.time()
         record = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, seen), "test_acc": acc,
-                  "seconds": time.time() - t0, "finished_at": time.time(), "lr": sched.get_last_lr()[0]}
+                  "seconds": now - t0, "finished_at": now, "lr": sched.get_last_lr()[0]}
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if rank == 0:
