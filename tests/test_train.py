@@ -169,6 +169,26 @@ def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
         assert torch.equal(tensor, b["model"][name]), name
 
 
+def test_stop_after_stops_cleanly_and_resume_matches_uninterrupted(data, tmp_path):
+    """--stop-after: a run ends at an epoch's end with its checkpoint written (whatever --checkpoint-every
+    says), and --resume finishes the same schedule as a run that never stopped."""
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    run = dict(arch="tiny", data=str(data), batch_size=20, train_limit=40, test_limit=8, progress=False,
+               export=False, model_options=json.loads(OPTIONS), epochs=3, checkpoint_every=5)
+    straight = train(TrainConfig(out_dir=str(tmp_path / "straight"), **run))
+    stopped = train(TrainConfig(out_dir=str(tmp_path / "stopped"), stop_after=1e-3, **run))
+    assert stopped["stopped_early"] and stopped["epochs"] == 1 and not straight["stopped_early"]
+    resumed = train(TrainConfig(out_dir=str(tmp_path / "stopped"), resume=True, stop_after=3600, **run))
+    assert resumed["epochs"] == 3 and not resumed["stopped_early"]
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("straight", "stopped"))
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    with pytest.raises(BcnnError, match="--stop-after"):
+        train(TrainConfig(out_dir=str(tmp_path / "bad"), stop_after=0.0, **run))
+
+
 def test_checkpoint_every_n_epochs_keeps_best_and_last(data, tmp_path, monkeypatch):
     """--checkpoint-every 3: checkpoint.pt after epochs 3 and 6, the last (7) and every best epoch only."""
     import bcnn.train as tr
@@ -221,7 +241,8 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
 def test_torchrun_two_processes(data, tmp_path, extra):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bcnn",
            "train", "--arch", "tiny", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "ddp"),
-           "--options", OPTIONS, "--batch-size", "20", "--no-progress", "--train-limit", "200", *extra]
+           "--options", OPTIONS, "--batch-size", "20", "--no-progress", "--train-limit", "200",
+           "--stop-after", "3600", *extra]  # every rank follows rank 0's clock
     # two CPU processes (gloo) even on a machine with a GPU
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})

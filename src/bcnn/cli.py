@@ -314,7 +314,7 @@ def cmd_train(args) -> dict:
                       export_only=args.export_only, export=not args.no_export, precision=args.precision,
                       compile=args.compile, init_from=args.init_from, progress=not args.no_progress,
                       loss=args.loss, schedule=args.schedule, channels_last=args.channels_last,
-                      checkpoint_every=args.checkpoint_every)
+                      checkpoint_every=args.checkpoint_every, stop_after=args.stop_after)
     return train(cfg)
 
 
@@ -432,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint-every", type=count, default=1, metavar="N",
                     help="write OUT/checkpoint.pt after every N-th epoch, the last and every best one (default 1; "
                          "a killed run resumes from the last one written)")
+    sp.add_argument("--stop-after", type=positive, metavar="SECONDS",
+                    help="stop cleanly at the end of the last epoch that fits in SECONDS from the start, "
+                         "checkpoint written (and the best epoch so far exported), for --resume to go on later")
     sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "
                     "(its folder, for its best epoch, or a .pt file of it), with a fresh optimizer and LR "
                     "schedule; to train on after a run's schedule has ended")

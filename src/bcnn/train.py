@@ -8,6 +8,9 @@ Determinism: the shuffle and augmentation of epoch e draw from a generator seede
 resumed after a kill reaches the same weights as an uninterrupted one. Runs under ``torchrun`` with
 DistributedDataParallel (gloo on CPU, nccl on GPUs): each rank takes every world_size-th batch.
 
+Time limit: ``stop_after`` ends a run early, cleanly, at an epoch's end, with its checkpoint written, so
+that ``resume=True`` goes on with the same schedule later, on this machine or another.
+
 Warm start: ``init_from`` starts a new run (fresh optimizer and learning-rate schedule) from the weights of an
 earlier one, so training can go on after a finished schedule; the export counts the earlier epochs.
 """
@@ -59,6 +62,9 @@ class TrainConfig:
     # checkpoint.pt after every N-th epoch, the last and every best one: on a GPU its writing is a third of
     # a 1-s epoch
     checkpoint_every: int = 1
+    # stop cleanly, checkpoint written, before an epoch would end more than this many seconds after the start,
+    # and leave the rest of the schedule to --resume (a machine lent for a fixed time, a session's end)
+    stop_after: float | None = None
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -186,6 +192,8 @@ def train(cfg: TrainConfig) -> dict:
             raise BcnnError(f"--{name} must be at least 1, got {value}")
     if not (math.isfinite(cfg.lr) and cfg.lr >= 0):  # 0 keeps the weights (a check that only BN moves)
         raise BcnnError(f"--lr must be a finite number of at least 0, got {cfg.lr}")
+    if cfg.stop_after is not None and not (math.isfinite(cfg.stop_after) and cfg.stop_after > 0):
+        raise BcnnError(f"--stop-after must be a positive number of seconds, got {cfg.stop_after}")
     if cfg.export_only and not cfg.export:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if cfg.precision not in PRECISIONS:
@@ -193,6 +201,7 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.loss not in LOSSES:
         raise BcnnError(f"--loss {cfg.loss!r}: expected one of {', '.join(LOSSES)}")
     halving_epochs(cfg.schedule)
+    started = time.time()
     rank, world = _distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -315,13 +324,21 @@ def train(cfg: TrainConfig) -> dict:
             print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  "
                   f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s"
                   f"{_eta(state['history'], cfg.epochs - epoch - 1)})", file=sys.stderr, flush=True)
+        stop = epoch + 1 < cfg.epochs and _out_of_time(cfg.stop_after, started, state["history"], world, device)
+        if rank == 0:
             # a best epoch too, so that the checkpoint never lags best.pt (--export-only reads both)
-            if best or (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            if best or stop or (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
                 _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
+        if stop:
+            if rank == 0:
+                print(f"stopped after epoch {epoch + 1} of {cfg.epochs}: the next would end past --stop-after "
+                      f"{cfg.stop_after:g} s; --resume with the same settings goes on", file=sys.stderr, flush=True)
+            break
 
     summary = {"arch": cfg.arch, "lr": cfg.lr, "schedule": cfg.schedule, "loss": cfg.loss,
                "epochs": state["epoch"], "best_acc": state["best_acc"],
+               "stopped_early": not cfg.export_only and state["epoch"] < cfg.epochs,
                "history": state["history"], "out_dir": str(out)}
     if rank == 0:
         if cfg.export:
@@ -330,6 +347,21 @@ def train(cfg: TrainConfig) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _out_of_time(limit: float | None, started: float, history: list[dict], world: int,
+                 device: torch.device) -> bool:
+    """Whether one more epoch, as long as the last one and its writing, would end past ``limit`` seconds;
+    every rank follows rank 0, whose clock decides."""
+    if limit is None:
+        return False
+    last, prev = history[-1], history[-2] if len(history) > 1 else {}
+    # the epoch before may have ended in an earlier call of a resumed run
+    gap = last["finished_at"] - prev["finished_at"] if prev.get("finished_at", 0) >= started else last["seconds"]
+    stop = torch.tensor(float(time.time() + gap > started + limit), device=device)
+    if world > 1:
+        torch.distributed.broadcast(stop, 0)
+    return bool(stop.item())
 
 
 def _eta(history: list[dict], epochs_left: int) -> str:
