@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Train a shipped model on a lent GPU machine (the session's `device` tool) in one call, and measure how fast.
+# Train the shipped models on a lent GPU machine (the session's `device` tool), both at once, over one or two
+# calls, and measure how fast.
 #
 #   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA defaults to ../shared/datasets/cifar10
-#   there:  run(command="bash benchmarks/gpu_train.sh train binarynet 560 --batch-size 400 --lr 1e-2",
-#               carry=[".gpu"], timeout_s=590)   # batch 400: 1 s an epoch on an H200, 9 s at batch 100
-#   there, at once on the still-warm machine, with the device time left:
-#           run(command="bash benchmarks/gpu_train.sh bench 120 binarynet cnv", carry=[".gpu"], timeout_s=150)
+#   there:  run(command="CALL_S=570 bash benchmarks/gpu_train.sh train cnv 770 ... &
+#                        CALL_S=570 bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
+#               carry=[".gpu"], timeout_s=600)   # docs/models.md has the options of each
+#   there, at once on the still-warm machine (it is given back after 30 s idle), with the time left:
+#           run(command="bash benchmarks/gpu_train.sh resume cnv 190 & bash benchmarks/gpu_train.sh resume binarynet 190; wait",
+#               carry=[".gpu"], timeout_s=210)
 #   here:   bash benchmarks/gpu_train.sh check DIR/binarynet  # DIR: the call's files_at
 #
 # prepare: puts what the GPU machine lacks into .gpu/ (git-ignored, carried by the call, under 64 MiB):
@@ -14,24 +17,29 @@
 # train ARCH SECONDS [bcnn train options]: one run of as many epochs as fit in SECONDS in all, bf16 and compiled
 #   (the cosine schedule needs its length up front). A calibration run first (2 epochs on a tenth of the
 #   data, no export) compiles the model, which torch's compile cache keeps for the real run, and times an
-#   epoch; EPOCHS=N skips it. The export and its torch-vs-engine check run there (EXPORT_S seconds are kept
-#   for them; a run that overruns is stopped in time and its best epoch so far exported). model.bcnn,
-#   history.json, train.log and the best epoch's float weights (bfloat16, in parts: best-bf16.pt.partNN)
-#   come back in $OUT/ARCH. A later lease goes on from them: `check` joins them into .gpu/ARCH-best.pt,
-#   and `train ARCH SECONDS --init-from .gpu/ARCH-best.pt --lr LR` starts a warm restart from it. A second
-#   `train` on the still-warm machine finds the first call's run folder as /tmp/run-ARCH.prev.
+#   epoch; EPOCHS=N skips it. CALL_S=S: this call has only the first S of the SECONDS; the run stops cleanly
+#   then (`bcnn train --stop-after`), exports nothing, and `resume` goes on with the rest in a second call
+#   (a call may last 10 minutes, a lease 15). NAME=N names the run (default ARCH), for two runs of one ARCH.
+#   Two `train`s started together share the GPU and set up the machine once. The export and its
+#   torch-vs-engine check run at the end (EXPORT_S seconds are kept for them). train.log, written as it
+#   goes, and run.tar.partNN (model.bcnn, history.json and the best epoch's float weights in bfloat16) come
+#   back in $OUT/NAME: five files for two runs, of the 8 a call returns. A second `train` of the same NAME on
+#   the still-warm machine finds the first one's run folder as /tmp/run-NAME.prev (for --init-from).
+# resume NAME SECONDS: the run NAME of an earlier call on this warm machine goes on (`bcnn train --resume`)
+#   until its schedule ends or SECONDS are spent, then exports its best epoch and returns as `train` does.
 # bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
 #   engine, within SECONDS in all; the JSON comes back as $OUT/bench-NET.json, the rows as they are measured
 #   as $OUT/bench-NET.log. torch-packed-cuda compiles once per batch size (about 30 s each for binarynet).
 # profile ARCH [STEPS]: `benchmarks/train_speed.py` there: ms per training step (float32, bf16, bf16 compiled,
 #   bf16 compiled NHWC: if that wins, pass --channels-last to `train`),
 #   then torch.profiler's top operators over STEPS compiled bf16 steps; also as $OUT/profile-ARCH.txt.
-# check DIR: `bcnn infer` of the returned model on all 10,000 test images here, to ship it; and the returned
-#   float weights joined into .gpu/ARCH-best.pt.
+# check DIR: unpacks a returned run into .gpu/returned/NAME, exports its best epoch here if no model.bcnn came
+#   back (a first call whose second never came), runs `bcnn infer` of the model on all 10,000 test images,
+#   to ship it, and keeps the float weights as .gpu/ARCH-best.pt (`train ... --init-from .gpu/ARCH-best.pt`).
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
 work=${GPU_WORK:-/tmp}  # there: run folders, the unpacked data, the wheels (another only for tests here)
-cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | bench SECONDS NET... | profile ARCH [STEPS] | check DIR}
+cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | resume NAME SECONDS | bench SECONDS NET... | profile ARCH [STEPS] | check DIR}
 shift
 export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch and engine on 10,000 images
 # (binarynet's took about 30 s on the H200 machine's 16 cores)
@@ -73,66 +81,93 @@ prepare)
     { git ls-files -z | xargs -0 stat -c %s; find "$gpu" -type f -printf '%s\n'; } |
         awk '{s += $1} END {printf "repository + %s: %.1f MiB of the 64 MiB a call carries\n", "'"$gpu"'", s / 1048576}'
     ;;
-train)
-    arch=${1:?ARCH}; budget=${2:?SECONDS}; shift 2
-    deadline=$(( $(date +%s) + budget ))
-    out=${OUT:-$work/gpu-out}/$arch; mkdir -p "$out"
+train|resume)
+    if [ "$cmd" = train ]; then
+        arch=${1:?ARCH}; budget=${2:?SECONDS}; shift 2; name=${NAME:-$arch}
+    else
+        name=${1:?NAME}; budget=${2:?SECONDS}
+        [ $# = 2 ] || { echo "resume NAME SECONDS: the run goes on with its own options" >&2; exit 2; }
+        [ -f "$work/run-$name.args" ] || { echo "resume: no run $name on this machine" >&2; exit 2; }
+    fi
+    started=$(date +%s)
+    call_s=$budget
+    [ "$cmd" = train ] && [ -n "${CALL_S:-}" ] && [ "$CALL_S" -lt "$budget" ] && call_s=$CALL_S
+    call_end=$(( started + call_s ))  # this call's share; a plan over two calls resumes in the second
+    out=${OUT:-$work/gpu-out}/$name; mkdir -p "$out"
     setup data
-    # options after ARCH SECONDS come last, so they may override these
-    # the checkpoint (170 MB for binarynet, with Adam's state) every 10th epoch and every best one: written
-    # every epoch it made session 10's 1-s epochs half as long again
-    train=(python3 -m bcnn train --arch "$arch" --data "$data" --no-progress --precision bf16 --compile
-           --checkpoint-every 10)
-    if [ -z "${EPOCHS:-}" ]; then
-        calibrate() {
-            rm -rf "$work"/calibrate-"$arch"  # an earlier call's or a failed try's: train refuses to overwrite
-            t0=$(date +%s)
-            "${train[@]}" --epochs 2 --out "$work"/calibrate-"$arch" --train-limit 5000 --test-limit 1000 --no-export \
-                "$@" 2>&1 | tee -a "$out/train.log"
-            local rc=${PIPESTATUS[0]}
-            t1=$(date +%s)
-            return "$rc"
-        }
-        if ! calibrate "$@"; then  # one lent GPU call is all there is: rather eager than nothing
-            echo "the compiled run failed: training eagerly" | tee -a "$out/train.log"
-            unset 'train[-1]'
-            calibrate "$@"
-        fi
-        # a tenth of the images, a tenth of the test set: ten times its second epoch is a full epoch, plus
-        # the writing of checkpoint.pt and best.pt, which does not shrink with the data; the calibration's
-        # first epoch wrote both, the real run writes about a quarter of that per epoch (a checkpoint every
-        # 10th epoch and at every best one, best.pt at 15% of session 10's epochs)
-        read -r epoch_s fixed_s < <(python3 -c "import json
-h = json.load(open('$work/calibrate-$arch/history.json'))['history']
+    if [ "$cmd" = train ]; then
+        # options after ARCH SECONDS come last, so they may override these
+        # the checkpoint (170 MB for binarynet, with Adam's state) every 10th epoch and every best one: written
+        # every epoch it made session 10's 1-s epochs half as long again
+        train=(python3 -m bcnn train --arch "$arch" --data "$data" --no-progress --precision bf16 --compile
+               --checkpoint-every 10)
+        calls=1; [ "$call_s" -lt "$budget" ] && calls=2
+        if [ -z "${EPOCHS:-}" ]; then
+            calibrate() {
+                rm -rf "$work"/calibrate-"$name"  # an earlier call's or a failed try's: train refuses to overwrite
+                t0=$(date +%s)
+                "${train[@]}" --epochs 2 --out "$work"/calibrate-"$name" --train-limit 5000 --test-limit 1000 \
+                    --no-export "$@" 2>&1 | tee -a "$out/train.log"
+                local rc=${PIPESTATUS[0]}
+                t1=$(date +%s)
+                return "$rc"
+            }
+            if ! calibrate "$@"; then  # one lent GPU call is all there is: rather eager than nothing
+                echo "the compiled run failed: training eagerly" | tee -a "$out/train.log"
+                unset 'train[-1]'
+                calibrate "$@"
+            fi
+            # a tenth of the images, a tenth of the test set: ten times its second epoch is a full epoch, plus
+            # the writing of checkpoint.pt and best.pt, which does not shrink with the data; the calibration's
+            # first epoch wrote both, the real run writes about a quarter of that per epoch (a checkpoint every
+            # 10th epoch and at every best one, best.pt at 15% of session 10's epochs). A plan over two calls
+            # pays the fixed costs twice.
+            read -r epoch_s fixed_s < <(python3 -c "import json
+h = json.load(open('$work/calibrate-$name/history.json'))['history']
 first, second = h[0]['seconds'], h[1]['seconds']
 gap = h[1]['finished_at'] - h[0]['finished_at']  # the second epoch and the first one's writing
 # start and data loading, and half the cold compile: the real run compiles from torch's cache
 print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - gap + 0.5 * (first - second)))")
-        EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($deadline - $t1 - $fixed_s - $export_s) / $epoch_s)))")
-        echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs" | tee -a "$out/train.log"
+            EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($started + $budget - $t1 - $calls * ($fixed_s + 10) \
+                - $export_s) / $epoch_s)))")
+            echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs in $calls call(s)" |
+                tee -a "$out/train.log"
+        fi
+        if [ -d "$work"/run-"$name" ]; then  # an earlier call's on this warm machine: kept for --init-from
+            rm -rf "$work"/run-"$name".prev && mv "$work"/run-"$name" "$work"/run-"$name".prev
+        fi
+        run=("${train[@]}" --epochs "$EPOCHS" --out "$work"/run-"$name" "$@")
+        declare -p run > "$work/run-$name.args"  # what `resume` goes on with
+        # the first call of two exports nothing: its returned weights are the fallback `check` exports here
+        [ "$calls" = 2 ] && run+=(--no-export)
+    else
+        source "$work/run-$name.args"
+        run+=(--resume)
     fi
-    if [ -d "$work"/run-"$arch" ]; then  # an earlier call's on this warm machine: kept for --init-from
-        rm -rf "$work"/run-"$arch".prev && mv "$work"/run-"$arch" "$work"/run-"$arch".prev
-    fi
-    run=("${train[@]}" --epochs "$EPOCHS" --out "$work"/run-"$arch" "$@")
+    # the run stops itself at an epoch's end, leaving time for its export and for returning the files; the
+    # timeout is only a guard against an epoch far longer than the ones before
+    stop_s=$(( call_end - $(date +%s) - export_s - 10 ))
     set +e
-    timeout $(( deadline - $(date +%s) - export_s )) "${run[@]}" 2>&1 | tee -a "$out/train.log"
+    timeout $(( call_end - $(date +%s) - 10 )) "${run[@]}" --stop-after "$(( stop_s > 1 ? stop_s : 1 ))" 2>&1 |
+        tee -a "$out/train.log"
     rc=${PIPESTATUS[0]}
     set -e
     if [ "$rc" = 124 ]; then
-        echo "stopped at the deadline: exporting the best epoch so far" | tee -a "$out/train.log"
-        "${run[@]}" --export-only 2>&1 | tee -a "$out/train.log"
+        echo "killed at the call's end: \`check\` exports the returned best epoch here" | tee -a "$out/train.log"
     elif [ "$rc" != 0 ]; then
         exit "$rc"
     fi
-    cp "$work"/run-"$arch"/model.bcnn "$work"/run-"$arch"/history.json "$out/"
-    # The best epoch's float weights, for a later lease to go on from (--init-from): the binary layers'
-    # latent weights in bfloat16 (half the size, so binarynet's fit a call's carry; shrink_checkpoint says
-    # why that is exact) and in parts below the 16 MiB a returned file may have. `check` joins them again.
+    # back in $out: train.log (written as it goes) and run.tar in parts below the 16 MiB a returned file may
+    # have (a call returns 8 files at most: two runs in one call fit). run.tar holds model.bcnn (if exported),
+    # history.json and the best epoch's float weights, the binary layers' latent weights in bfloat16 (half
+    # the size; shrink_checkpoint says why that is exact), for `check` and for a later --init-from.
+    ret=$work/return-$name; rm -rf "$ret"; mkdir -p "$ret"
+    for f in model.bcnn history.json; do [ -f "$work/run-$name/$f" ] && cp "$work/run-$name/$f" "$ret/"; done
     python3 -c "import sys; from bcnn.train import shrink_checkpoint; shrink_checkpoint(*sys.argv[1:])" \
-        "$work"/run-"$arch"/best.pt "$work"/best-bf16-"$arch".pt
-    split -b 15m -d "$work"/best-bf16-"$arch".pt "$out/best-bf16.pt.part"
-    echo "all done $(( $(date +%s) - deadline + budget )) s after the start" | tee -a "$out/train.log"
+        "$work"/run-"$name"/best.pt "$ret"/best-bf16.pt
+    rm -f "$out"/run.tar.part*
+    tar -C "$ret" -cf - . | split -b 15m -d - "$out/run.tar.part"
+    echo "all done $(( $(date +%s) - started )) s after the start" | tee -a "$out/train.log"
     ;;
 bench)
     budget=${1:?SECONDS}; shift
@@ -157,12 +192,29 @@ profile)
         tee "$out/profile-$arch.txt"
     ;;
 check)
-    dir=${1:?DIR}
+    dir=${1:?DIR}; name=$(basename "$dir")
+    if compgen -G "$dir/run.tar.part*" > /dev/null; then  # the returned folder is read-only: unpack beside .gpu
+        x=$gpu/returned/$name; rm -rf "$x"; mkdir -p "$x"
+        cat "$dir"/run.tar.part* | tar -x -C "$x"
+        dir=$x
+    fi
+    # a folder of session 10 and before: best-bf16.pt.partNN beside model.bcnn
+    [ -f "$dir/best-bf16.pt" ] || cat "$dir"/best-bf16.pt.part* > "$dir/best-bf16.pt"
+    read -r arch options < <(python3 -c "import json, torch
+b = torch.load('$dir/best-bf16.pt', weights_only=False)
+print(b['arch'], json.dumps(b.get('model_options') or {}, separators=(',', ':')))")
+    cp "$dir/best-bf16.pt" "$gpu/$arch-best.pt"
+    echo "float weights (bfloat16) for a later lease: $gpu/$arch-best.pt (--init-from $gpu/$arch-best.pt)"
+    if [ ! -f "$dir/model.bcnn" ]; then  # the first call of two, whose second never came: export here
+        echo "no model.bcnn returned: exporting the best epoch here (torch vs engine on the test set)"
+        rm -rf "$dir/export"; mkdir -p "$dir/export"; cp "$dir/best-bf16.pt" "$dir/export/best.pt"
+        bcnn train --arch "$arch" --options "$options" --data "${DATA:-../shared/datasets/cifar10}" \
+            --out "$dir/export" --export-only --no-progress > /dev/null
+        cp "$dir/export/model.bcnn" "$dir/"
+    fi
     bcnn infer "$dir/model.bcnn" --data "${DATA:-../shared/datasets/cifar10}" --json
-    if compgen -G "$dir/best-bf16.pt.part*" > /dev/null; then
-        arch=$(python3 -c "import json; print(json.load(open('$dir/history.json'))['arch'])")
-        cat "$dir"/best-bf16.pt.part* > "$gpu/$arch-best.pt"
-        echo "float weights (bfloat16) for a later lease: $gpu/$arch-best.pt (--init-from $gpu/$arch-best.pt)"
+    echo "model: $dir/model.bcnn"
+    if [ -f "$dir/history.json" ]; then
         # a halving schedule goes on at the lr that followed the best epoch (a cosine one restarts instead)
         python3 - "$dir/history.json" <<'PY'
 import json, sys

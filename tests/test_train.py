@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -321,34 +322,62 @@ def test_shrunk_checkpoint_predicts_exactly_as_the_source(data, tmp_path):
     assert np.array_equal(*found)
 
 
-def test_gpu_train_script_trains_twice_on_a_warm_machine(data, tmp_path):
-    """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU, where a lease gives it one try: a calibrated
-    run, then a warm restart from it in a second call (the still-warm machine), then `check` here."""
+def _returnable(out: Path) -> list[Path]:
+    """The files of a device call's $OUT, checked against what such a call returns: at most 8 files of 16 MiB,
+    no more than 2 folders down, named in letters, digits, '.', '_' and '-'."""
+    files = [f for f in out.rglob("*") if f.is_file()]
+    assert len(files) <= 8, files
+    for f in files:
+        rel = f.relative_to(out)
+        assert len(rel.parts) <= 3 and all(re.fullmatch(r"[A-Za-z0-9._-]+", part) for part in rel.parts), rel
+        assert f.stat().st_size <= 16 << 20, rel
+    return files
+
+
+def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
+    """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU: two runs at once in the first call, one of
+    them planned over two calls (stopped cleanly, then resumed in the second, as a lease's 10-minute calls
+    need), the other warm-restarted from its first run; `check` here of every returned folder, including
+    the first call's unexported one."""
     repo = Path(__file__).resolve().parents[1]
-    gpu, work, out = tmp_path / "gpu", tmp_path / "work", tmp_path / "out"
+    gpu, work = tmp_path / "gpu", tmp_path / "work"
     gpu.mkdir()
     with tarfile.open(gpu / "cifar10.tar.xz", "w:xz") as tar:  # what `prepare` carries
         tar.add(data, arcname=".")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GPU_DIR": str(gpu), "GPU_WORK": str(work), "OUT": str(out), "EXPORT_S": "20", "OMP_NUM_THREADS": "1"}
+           "GPU_DIR": str(gpu), "GPU_WORK": str(work), "EXPORT_S": "10", "OMP_NUM_THREADS": "1"}
+    script = f"bash {repo / 'benchmarks' / 'gpu_train.sh'}"
 
-    def script(*args: str, **extra: str) -> str:
-        proc = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_train.sh"), *args], cwd=repo,
-                              env={**env, **extra}, capture_output=True, text=True, timeout=600)
+    def call(command: str, out: Path, **extra: str) -> str:
+        proc = subprocess.run(["bash", "-c", command], cwd=repo, env={**env, "OUT": str(out), **extra},
+                              capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
-    log = script("train", "tiny", "100", "--batch-size", "20")
-    assert "fixed costs" in log and "exported epoch" in log
-    first = ir.load(out / "tiny" / "model.bcnn")
-    assert first.meta["torch_engine_mismatches"] == 0
-    log = script("train", "tiny", "60", "--batch-size", "20", "--init-from", str(work / "run-tiny.prev"),
-                 "--lr", "1e-3", EPOCHS="1")
-    second = ir.load(out / "tiny" / "model.bcnn")
-    assert second.meta["warm_start"]["init_from"] == str(work / "run-tiny.prev")
-    assert second.meta["torch_engine_mismatches"] == 0
-    log = script("check", str(out / "tiny"), DATA=str(data))
-    assert '"accuracy"' in log
+    both = "{} & a=$!; {}; b=$?; wait $a && exit $b"
+    out1, out2 = tmp_path / "out1", tmp_path / "out2"
+    log = call(both.format(f"CALL_S=40 {script} train tiny 120 --batch-size 20",
+                           f"NAME=b EPOCHS=1 {script} train tiny 40 --batch-size 20"), out1)
+    assert "in 2 call(s)" in log and "stopped after epoch" in log
+    assert {f.name for f in _returnable(out1)} >= {"train.log", "run.tar.part00"}
+    log = call(both.format(f"{script} resume tiny 40",
+                           f"NAME=b EPOCHS=1 {script} train tiny 40 --batch-size 20 --init-from {work / 'run-b.prev'}"),
+               out2)
+    _returnable(out2)
+
+    def check(folder: Path, exported_there: bool) -> dict:
+        log = call(f"{script} check {folder}", folder, DATA=str(data))
+        assert '"accuracy"' in log and ("exporting the best epoch here" in log) == exported_there
+        returned = gpu / "returned" / folder.name
+        assert ir.load(returned / "model.bcnn").meta["torch_engine_mismatches"] == 0
+        return {**json.loads((returned / "history.json").read_text()), "meta": ir.load(returned / "model.bcnn").meta}
+
+    stopped = check(out1 / "tiny", exported_there=True)
+    assert stopped["stopped_early"]
+    finished = check(out2 / "tiny", exported_there=False)
+    assert finished["epochs"] > stopped["epochs"] and finished["history"][:stopped["epochs"]] == stopped["history"]
+    restarted = check(out2 / "b", exported_there=False)
+    assert restarted["meta"]["warm_start"]["init_from"] == str(work / "run-b.prev")
     weights = torch.load(gpu / "tiny-best.pt", weights_only=False)["model"]
     assert {v.dtype for k, v in weights.items() if k.endswith(".weight") and v.dim() >= 2} == {torch.bfloat16}
 
