@@ -20,6 +20,7 @@
 #   epoch; EPOCHS=N skips it. CALL_S=S: this call has only the first S of the SECONDS; the run stops cleanly
 #   then (`bcnn train --stop-after`), exports nothing, and `resume` goes on with the rest in a second call
 #   (a call may last 10 minutes, a lease 15). NAME=N names the run (default ARCH), for two runs of one ARCH.
+#   HALVINGS=K: the lr halved K times over the run (`--schedule halve:EPOCHS/K`) instead of the cosine.
 #   Two `train`s started together share the GPU and set up the machine once. The export and its
 #   torch-vs-engine check run at the end (EXPORT_S seconds are kept for them). train.log, written as it
 #   goes, and run.tar.partNN (model.bcnn, history.json and the best epoch's float weights in bfloat16) come
@@ -132,6 +133,9 @@ print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - g
                 - $export_s) / $epoch_s)))")
             echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs in $calls call(s)" |
                 tee -a "$out/train.log"
+        fi
+        if [ -n "${HALVINGS:-}" ]; then  # Brevitas's halving schedule, its step set for the epochs that fit
+            train+=(--schedule "halve:$(( EPOCHS / HALVINGS > 0 ? EPOCHS / HALVINGS : 1 ))")
         fi
         if [ -d "$work"/run-"$name" ]; then  # an earlier call's on this warm machine: kept for --init-from
             rm -rf "$work"/run-"$name".prev && mv "$work"/run-"$name" "$work"/run-"$name".prev

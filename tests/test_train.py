@@ -361,7 +361,8 @@ def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
     assert "in 2 call(s)" in log and "stopped after epoch" in log
     assert {f.name for f in _returnable(out1)} >= {"train.log", "run.tar.part00"}
     log = call(both.format(f"{script} resume tiny 40",
-                           f"NAME=b EPOCHS=1 {script} train tiny 40 --batch-size 20 --init-from {work / 'run-b.prev'}"),
+                           f"NAME=b EPOCHS=1 HALVINGS=2 {script} train tiny 40 --batch-size 20 "
+                           f"--init-from {work / 'run-b.prev'}"),
                out2)
     _returnable(out2)
 
@@ -378,6 +379,7 @@ def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
     assert finished["epochs"] > stopped["epochs"] and finished["history"][:stopped["epochs"]] == stopped["history"]
     restarted = check(out2 / "b", exported_there=False)
     assert restarted["meta"]["warm_start"]["init_from"] == str(work / "run-b.prev")
+    assert restarted["schedule"] == "halve:1"  # HALVINGS=2 of 1 epoch: at least 1 epoch a step
     weights = torch.load(gpu / "tiny-best.pt", weights_only=False)["model"]
     assert {v.dtype for k, v in weights.items() if k.endswith(".weight") and v.dim() >= 2} == {torch.bfloat16}
 
