@@ -7,8 +7,8 @@
 #                        CALL_S=570 bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
 #               carry=[".gpu"], timeout_s=600)   # docs/models.md has the options of each
 #   there, at once on the still-warm machine (it is given back after 30 s idle), with the time left:
-#           run(command="bash benchmarks/gpu_train.sh resume cnv 190 & bash benchmarks/gpu_train.sh resume binarynet 190; wait",
-#               carry=[".gpu"], timeout_s=210)
+#           run(command="bash benchmarks/gpu_train.sh resume cnv 190 &
+#                        bash benchmarks/gpu_train.sh resume binarynet 190; wait", carry=[".gpu"], timeout_s=210)
 #   here:   bash benchmarks/gpu_train.sh check DIR/binarynet  # DIR: the call's files_at
 #
 # prepare: puts what the GPU machine lacks into .gpu/ (git-ignored, carried by the call, under 64 MiB):
@@ -17,17 +17,18 @@
 # train ARCH SECONDS [bcnn train options]: one run of as many epochs as fit in SECONDS in all, bf16 and compiled
 #   (the cosine schedule needs its length up front). A calibration run first (2 epochs on a tenth of the
 #   data, no export) compiles the model, which torch's compile cache keeps for the real run, and times an
-#   epoch; EPOCHS=N skips it. CALL_S=S: this call has only the first S of the SECONDS; the run stops cleanly
-#   then (`bcnn train --stop-after`), exports nothing, and `resume` goes on with the rest in a second call
-#   (a call may last 10 minutes, a lease 15). NAME=N names the run (default ARCH), for two runs of one ARCH.
-#   HALVINGS=K: the lr halved K times over the run (`--schedule halve:EPOCHS/K`) instead of the cosine.
-#   Two `train`s started together share the GPU and set up the machine once. The export and its
-#   torch-vs-engine check run at the end (EXPORT_S seconds are kept for them). train.log, written as it
-#   goes, and run.tar.partNN (model.bcnn, history.json and the best epoch's float weights in bfloat16) come
-#   back in $OUT/NAME: five files for two runs, of the 8 a call returns. A second `train` of the same NAME on
-#   the still-warm machine finds the first one's run folder as /tmp/run-NAME.prev (for --init-from).
+#   epoch; EPOCHS=N skips it. HALVINGS=K: the lr halved K times over the run (`--schedule halve:EPOCHS/K`).
+#   NAME=N names the run (default ARCH), for two runs of one ARCH. Two `train`s started together share the
+#   GPU and set up the machine once. At the end, the export and its torch-vs-engine check (EXPORT_S seconds
+#   are kept for them). CALL_S=S: this call has only the first S of the SECONDS (a call may last 10
+#   minutes, a lease 15); the run stops cleanly then (`bcnn train --stop-after`), `resume` goes on with the
+#   rest in a second call, and such a plan exports nothing there: `check` does it here. Back in $OUT/NAME
+#   come train.log, written as it goes, and run.tar.partNN (model.bcnn where exported, history.json and
+#   the best epoch's float weights in bfloat16): five files for two runs, of the 8 a call returns. A second
+#   `train` of the same NAME on the still-warm machine finds the first one's run folder as
+#   /tmp/run-NAME.prev (for --init-from).
 # resume NAME SECONDS: the run NAME of an earlier call on this warm machine goes on (`bcnn train --resume`)
-#   until its schedule ends or SECONDS are spent, then exports its best epoch and returns as `train` does.
+#   until its schedule ends or SECONDS are spent, and returns as `train` does.
 # bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
 #   engine, within SECONDS in all; the JSON comes back as $OUT/bench-NET.json, the rows as they are measured
 #   as $OUT/bench-NET.log. torch-packed-cuda compiles once per batch size (about 30 s each for binarynet).
@@ -35,8 +36,9 @@
 #   bf16 compiled NHWC: if that wins, pass --channels-last to `train`),
 #   then torch.profiler's top operators over STEPS compiled bf16 steps; also as $OUT/profile-ARCH.txt.
 # check DIR: unpacks a returned run into .gpu/returned/NAME, exports its best epoch here if no model.bcnn came
-#   back (a first call whose second never came), runs `bcnn infer` of the model on all 10,000 test images,
-#   to ship it, and keeps the float weights as .gpu/ARCH-best.pt (`train ... --init-from .gpu/ARCH-best.pt`).
+#   back (a plan over two calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
+#   infer` of the model on all 10,000 test images, to ship it, and keeps the float weights as
+#   .gpu/ARCH-best.pt (`train ... --init-from .gpu/ARCH-best.pt`).
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
 work=${GPU_WORK:-/tmp}  # there: run folders, the unpacked data, the wheels (another only for tests here)
@@ -129,6 +131,7 @@ first, second = h[0]['seconds'], h[1]['seconds']
 gap = h[1]['finished_at'] - h[0]['finished_at']  # the second epoch and the first one's writing
 # start and data loading, and half the cold compile: the real run compiles from torch's cache
 print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - gap + 0.5 * (first - second)))")
+            [ "$calls" = 2 ] && export_s=0
             EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($started + $budget - $t1 - $calls * ($fixed_s + 10) \
                 - $export_s) / $epoch_s)))")
             echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs in $calls call(s)" |
@@ -142,11 +145,12 @@ print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - g
         fi
         run=("${train[@]}" --epochs "$EPOCHS" --out "$work"/run-"$name" "$@")
         declare -p run > "$work/run-$name.args"  # what `resume` goes on with
-        # the first call of two exports nothing: its returned weights are the fallback `check` exports here
-        [ "$calls" = 2 ] && run+=(--no-export)
+        # a plan over two calls exports nothing there: `check` exports the returned weights here (binarynet's
+        # in about 2 minutes of this 2-core machine), which leaves the GPU a minute more for training
+        [ "$calls" = 2 ] && run+=(--no-export) && export_s=0
     else
         source "$work/run-$name.args"
-        run+=(--resume)
+        run+=(--resume --no-export); export_s=0
     fi
     # the run stops itself at an epoch's end, leaving time for its export and for returning the files; the
     # timeout is only a guard against an epoch far longer than the ones before

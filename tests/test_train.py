@@ -337,8 +337,8 @@ def _returnable(out: Path) -> list[Path]:
 def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
     """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU: two runs at once in the first call, one of
     them planned over two calls (stopped cleanly, then resumed in the second, as a lease's 10-minute calls
-    need), the other warm-restarted from its first run; `check` here of every returned folder, including
-    the first call's unexported one."""
+    need, exported here by `check`), the other warm-restarted from its first run in the second call and
+    exported there; `check` here of every returned folder."""
     repo = Path(__file__).resolve().parents[1]
     gpu, work = tmp_path / "gpu", tmp_path / "work"
     gpu.mkdir()
@@ -375,7 +375,7 @@ def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
 
     stopped = check(out1 / "tiny", exported_there=True)
     assert stopped["stopped_early"]
-    finished = check(out2 / "tiny", exported_there=False)
+    finished = check(out2 / "tiny", exported_there=True)
     assert finished["epochs"] > stopped["epochs"] and finished["history"][:stopped["epochs"]] == stopped["history"]
     restarted = check(out2 / "b", exported_there=False)
     assert restarted["meta"]["warm_start"]["init_from"] == str(work / "run-b.prev")
