@@ -132,7 +132,7 @@ gap = h[1]['finished_at'] - h[0]['finished_at']  # the second epoch and the firs
 # start and data loading, and half the cold compile: the real run compiles from torch's cache
 print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - gap + 0.5 * (first - second)))")
             [ "$calls" = 2 ] && export_s=0
-            EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($started + $budget - $t1 - $calls * ($fixed_s + 10) \
+            EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($started + $budget - $t1 - $calls * ($fixed_s + 20) \
                 - $export_s) / $epoch_s)))")
             echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs in $calls call(s)" |
                 tee -a "$out/train.log"
@@ -152,11 +152,11 @@ print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - g
         source "$work/run-$name.args"
         run+=(--resume --no-export); export_s=0
     fi
-    # the run stops itself at an epoch's end, leaving time for its export and for returning the files; the
-    # timeout is only a guard against an epoch far longer than the ones before
-    stop_s=$(( call_end - $(date +%s) - export_s - 10 ))
+    # the run stops itself at an epoch's end, leaving time for its export and for returning the files (a few
+    # seconds); the timeout is only a guard against an epoch far longer than the ones before it
+    stop_s=$(( call_end - $(date +%s) - export_s - 20 ))
     set +e
-    timeout $(( call_end - $(date +%s) - 10 )) "${run[@]}" --stop-after "$(( stop_s > 1 ? stop_s : 1 ))" 2>&1 |
+    timeout $(( call_end - $(date +%s) - 5 )) "${run[@]}" --stop-after "$(( stop_s > 1 ? stop_s : 1 ))" 2>&1 |
         tee -a "$out/train.log"
     rc=${PIPESTATUS[0]}
     set -e
