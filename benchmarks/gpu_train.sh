@@ -45,6 +45,8 @@ work=${GPU_WORK:-/tmp}  # there: run folders, the unpacked data, the wheels (ano
 cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | resume NAME SECONDS | bench SECONDS NET... | profile ARCH [STEPS] | check DIR}
 shift
 export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch and engine on 10,000 images
+start_s=${START_S:-30}  # a run's start there: python, torch and brevitas imports, data to the GPU
+end_s=${END_S:-20}  # kept at a call's end: the run stops this long before it (returning takes a few seconds)
 # (binarynet's took about 30 s on the H200 machine's 16 cores)
 
 data=$work/gpu-data/cifar10  # there: the carried tree, unpacked
@@ -99,66 +101,51 @@ train|resume)
     out=${OUT:-$work/gpu-out}/$name; mkdir -p "$out"
     setup data
     if [ "$cmd" = train ]; then
+        calls=1; [ "$call_s" -lt "$budget" ] && calls=2
+        # a plan over two calls exports nothing there: `check` exports the returned weights here (binarynet's
+        # in about 2 minutes of this 2-core machine), which leaves the GPU a minute more for training
+        [ "$calls" = 2 ] && export_s=0
+        # The schedule runs by the clock (`bcnn train --time-budget`), over the epoch loop's seconds: the
+        # budget less this setup, each call's start (START_S) and the END_S each call keeps at its end, and
+        # the export. So two runs sharing the GPU, or one left alone when
+        # the other ends, still finish their schedules on time.
+        loop_s=$(( budget - ($(date +%s) - started) - calls * (start_s + end_s) - export_s ))
+        [ "$loop_s" -gt 0 ] || { echo "train: $budget s leave no time to train" >&2; exit 2; }
         # options after ARCH SECONDS come last, so they may override these
         # the checkpoint (170 MB for binarynet, with Adam's state) every 10th epoch and every best one: written
         # every epoch it made session 10's 1-s epochs half as long again
-        train=(python3 -m bcnn train --arch "$arch" --data "$data" --no-progress --precision bf16 --compile
-               --checkpoint-every 10)
-        calls=1; [ "$call_s" -lt "$budget" ] && calls=2
-        if [ -z "${EPOCHS:-}" ]; then
-            calibrate() {
-                rm -rf "$work"/calibrate-"$name"  # an earlier call's or a failed try's: train refuses to overwrite
-                t0=$(date +%s)
-                "${train[@]}" --epochs 2 --out "$work"/calibrate-"$name" --train-limit 5000 --test-limit 1000 \
-                    --no-export "$@" 2>&1 | tee -a "$out/train.log"
-                local rc=${PIPESTATUS[0]}
-                t1=$(date +%s)
-                return "$rc"
-            }
-            if ! calibrate "$@"; then  # one lent GPU call is all there is: rather eager than nothing
-                echo "the compiled run failed: training eagerly" | tee -a "$out/train.log"
-                unset 'train[-1]'
-                calibrate "$@"
-            fi
-            # a tenth of the images, a tenth of the test set: ten times its second epoch is a full epoch, plus
-            # the writing of checkpoint.pt and best.pt, which does not shrink with the data; the calibration's
-            # first epoch wrote both, the real run writes about a quarter of that per epoch (a checkpoint every
-            # 10th epoch and at every best one, best.pt at 15% of session 10's epochs). A plan over two calls
-            # pays the fixed costs twice.
-            read -r epoch_s fixed_s < <(python3 -c "import json
-h = json.load(open('$work/calibrate-$name/history.json'))['history']
-first, second = h[0]['seconds'], h[1]['seconds']
-gap = h[1]['finished_at'] - h[0]['finished_at']  # the second epoch and the first one's writing
-# start and data loading, and half the cold compile: the real run compiles from torch's cache
-print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - gap + 0.5 * (first - second)))")
-            [ "$calls" = 2 ] && export_s=0
-            EPOCHS=$(python3 -c "print(max(1, int(0.9 * ($started + $budget - $t1 - $calls * ($fixed_s + 20) \
-                - $export_s) / $epoch_s)))")
-            echo "epoch: $epoch_s s, fixed costs: $fixed_s s; training $EPOCHS epochs in $calls call(s)" |
-                tee -a "$out/train.log"
-        fi
-        if [ -n "${HALVINGS:-}" ]; then  # Brevitas's halving schedule, its step set for the epochs that fit
-            train+=(--schedule "halve:$(( EPOCHS / HALVINGS > 0 ? EPOCHS / HALVINGS : 1 ))")
-        fi
+        run=(python3 -m bcnn train --arch "$arch" --data "$data" --no-progress --precision bf16 --compile
+             --checkpoint-every 10 --time-budget "$loop_s" --out "$work/run-$name" "$@")
+        # COMPILE=0: eager (the test here, where compiling takes longer than its runs)
+        [ "${COMPILE:-1}" = 0 ] && { eager=(); for a in "${run[@]}"; do [ "$a" = --compile ] || eager+=("$a"); done
+                                     run=("${eager[@]}"); }
+        echo "training by the clock: $loop_s s of epochs in $calls call(s)" | tee -a "$out/train.log"
         if [ -d "$work"/run-"$name" ]; then  # an earlier call's on this warm machine: kept for --init-from
             rm -rf "$work"/run-"$name".prev && mv "$work"/run-"$name" "$work"/run-"$name".prev
         fi
-        run=("${train[@]}" --epochs "$EPOCHS" --out "$work"/run-"$name" "$@")
-        declare -p run > "$work/run-$name.args"  # what `resume` goes on with
-        # a plan over two calls exports nothing there: `check` exports the returned weights here (binarynet's
-        # in about 2 minutes of this 2-core machine), which leaves the GPU a minute more for training
-        [ "$calls" = 2 ] && run+=(--no-export) && export_s=0
     else
         source "$work/run-$name.args"
-        run+=(--resume --no-export); export_s=0
+        run+=(--resume); calls=2; export_s=0
     fi
     # the run stops itself at an epoch's end, leaving time for its export and for returning the files (a few
     # seconds); the timeout is only a guard against an epoch far longer than the ones before it
-    stop_s=$(( call_end - $(date +%s) - export_s - 20 ))
+    attempt() {
+        declare -p run > "$work/run-$name.args"  # what `resume` goes on with
+        local extra=(); [ "$calls" = 2 ] && extra=(--no-export)
+        local stop_s=$(( call_end - $(date +%s) - export_s - end_s ))
+        timeout $(( call_end - $(date +%s) - 2 )) "${run[@]}" "${extra[@]}" --stop-after "$(( stop_s > 1 ? stop_s : 1 ))" \
+            2>&1 | tee -a "$out/train.log"
+        return "${PIPESTATUS[0]}"
+    }
     set +e
-    timeout $(( call_end - $(date +%s) - 5 )) "${run[@]}" --stop-after "$(( stop_s > 1 ? stop_s : 1 ))" 2>&1 |
-        tee -a "$out/train.log"
-    rc=${PIPESTATUS[0]}
+    attempt; rc=$?
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ ! -f "$work/run-$name/checkpoint.pt" ] && [[ " ${run[*]} " == *" --compile "* ]]; then
+        # one lent GPU call is all there is: rather eager than nothing
+        echo "the compiled run failed before its first epoch ended: training eagerly" | tee -a "$out/train.log"
+        eager=(); for a in "${run[@]}"; do [ "$a" = --compile ] || eager+=("$a"); done; run=("${eager[@]}")
+        rm -rf "$work/run-$name"
+        attempt; rc=$?
+    fi
     set -e
     if [ "$rc" = 124 ]; then
         echo "killed at the call's end: \`check\` exports the returned best epoch here" | tee -a "$out/train.log"
@@ -169,6 +156,7 @@ print(round(10 * second + 0.25 * (gap - second), 2), round($t1 - $t0 - first - g
     # have (a call returns 8 files at most: two runs in one call fit). run.tar holds model.bcnn (if exported),
     # history.json and the best epoch's float weights, the binary layers' latent weights in bfloat16 (half
     # the size; shrink_checkpoint says why that is exact), for `check` and for a later --init-from.
+    [ -f "$work/run-$name/best.pt" ] || { echo "no epoch ended in time: nothing to return" | tee -a "$out/train.log"; exit 1; }
     ret=$work/return-$name; rm -rf "$ret"; mkdir -p "$ret"
     for f in model.bcnn history.json; do [ -f "$work/run-$name/$f" ] && cp "$work/run-$name/$f" "$ret/"; done
     python3 -c "import sys; from bcnn.train import shrink_checkpoint; shrink_checkpoint(*sys.argv[1:])" \

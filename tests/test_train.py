@@ -190,6 +190,39 @@ def test_stop_after_stops_cleanly_and_resume_matches_uninterrupted(data, tmp_pat
         train(TrainConfig(out_dir=str(tmp_path / "bad"), stop_after=0.0, **run))
 
 
+def test_time_budget_plans_the_run_by_the_clock(data, tmp_path):
+    """--time-budget: the schedule follows the clock over every call of the run, and the run ends by itself
+    when its next epoch would not fit; a --stop-after before that leaves the rest to --resume."""
+    from bcnn.train import TrainConfig, train
+
+    run = dict(arch="tiny", data=str(data), out_dir=str(tmp_path), batch_size=20, train_limit=40, test_limit=8,
+               progress=False, export=False, model_options=json.loads(OPTIONS), epochs=1_000_000, time_budget=4.0)
+    first = train(TrainConfig(stop_after=1.0, **run))
+    assert first["stopped_early"] and 1 <= first["epochs"] < 1_000_000
+    done = train(TrainConfig(resume=True, **run))
+    assert not done["stopped_early"] and done["epochs"] > first["epochs"]
+    progress = [r["progress"] for r in done["history"]]
+    lrs = [r["lr"] for r in done["history"]]
+    assert progress == sorted(progress) and lrs == sorted(lrs, reverse=True)  # cosine: only ever down
+    assert progress[-1] > 0.5 and lrs[-1] < 0.5 * 5e-3
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["state"]
+    assert state["ended"] and state["train_seconds"] > 1.0
+    again = train(TrainConfig(resume=True, **run))  # an ended run has nothing left to train
+    assert again["epochs"] == done["epochs"]
+
+
+def test_exponential_schedule_decays_to_its_last_halving(data, tmp_path):
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    run = dict(arch="tiny", data=str(data), out_dir=str(tmp_path), batch_size=20, train_limit=40, test_limit=8,
+               progress=False, export=False, model_options=json.loads(OPTIONS), epochs=2, lr=1e-2)
+    summary = train(TrainConfig(schedule="exp:4", **run))
+    assert [r["lr"] for r in summary["history"]] == pytest.approx([1e-2 / 4, 1e-2 / 16])
+    with pytest.raises(BcnnError, match="exp:K"):
+        train(TrainConfig(schedule="exp:0", **{**run, "out_dir": str(tmp_path / "bad")}))
+
+
 def test_checkpoint_every_n_epochs_keeps_best_and_last(data, tmp_path, monkeypatch):
     """--checkpoint-every 3: checkpoint.pt after epochs 3 and 6, the last (7) and every best epoch only."""
     import bcnn.train as tr
@@ -243,7 +276,7 @@ def test_torchrun_two_processes(data, tmp_path, extra):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bcnn",
            "train", "--arch", "tiny", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "ddp"),
            "--options", OPTIONS, "--batch-size", "20", "--no-progress", "--train-limit", "200",
-           "--stop-after", "3600", *extra]  # every rank follows rank 0's clock
+           "--stop-after", "3600", "--time-budget", "3600", *extra]  # every rank follows rank 0's clock
     # two CPU processes (gloo) even on a machine with a GPU
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
@@ -337,15 +370,16 @@ def _returnable(out: Path) -> list[Path]:
 def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
     """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU: two runs at once in the first call, one of
     them planned over two calls (stopped cleanly, then resumed in the second, as a lease's 10-minute calls
-    need, exported here by `check`), the other warm-restarted from its first run in the second call and
-    exported there; `check` here of every returned folder."""
+    need, its schedule by the clock, exported here by `check`), the other warm-restarted from its first run
+    in the second call and exported there; `check` here of every returned folder."""
     repo = Path(__file__).resolve().parents[1]
     gpu, work = tmp_path / "gpu", tmp_path / "work"
     gpu.mkdir()
     with tarfile.open(gpu / "cifar10.tar.xz", "w:xz") as tar:  # what `prepare` carries
         tar.add(data, arcname=".")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GPU_DIR": str(gpu), "GPU_WORK": str(work), "EXPORT_S": "10", "OMP_NUM_THREADS": "1"}
+           "GPU_DIR": str(gpu), "GPU_WORK": str(work), "EXPORT_S": "10", "START_S": "2", "END_S": "5",
+           "COMPILE": "0", "OMP_NUM_THREADS": "1"}  # eager: compiling tiny takes longer than training it
     script = f"bash {repo / 'benchmarks' / 'gpu_train.sh'}"
 
     def call(command: str, out: Path, **extra: str) -> str:
@@ -356,16 +390,13 @@ def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
 
     both = "{} & a=$!; {}; b=$?; wait $a && exit $b"
     out1, out2 = tmp_path / "out1", tmp_path / "out2"
-    # tiny's epochs are too short for the calibration to time (it overestimates them), so the run planned
-    # over two calls has its length given; b's one-call plan is calibrated
-    log = call(both.format(f"CALL_S=30 EPOCHS=300 {script} train tiny 120 --batch-size 20",
-                           f"NAME=b {script} train tiny 40 --batch-size 20"), out1)
-    assert "in 1 call(s)" in log and "stopped after epoch" in log
+    log = call(both.format(f"CALL_S=15 {script} train tiny 30 --batch-size 20",
+                           f"NAME=b {script} train tiny 30 --batch-size 20 --epochs 3"), out1)
+    assert "in 2 call(s)" in log and "in 1 call(s)" in log and "stopped after epoch" in log
     assert {f.name for f in _returnable(out1)} >= {"train.log", "run.tar.part00"}
-    log = call(both.format(f"{script} resume tiny 60",
-                           f"NAME=b EPOCHS=1 HALVINGS=2 {script} train tiny 40 --batch-size 20 "
-                           f"--init-from {work / 'run-b.prev'}"),
-               out2)
+    log = call(both.format(f"{script} resume tiny 20",
+                           f"NAME=b {script} train tiny 30 --batch-size 20 --epochs 1 --schedule exp:2 "
+                           f"--init-from {work / 'run-b.prev'}"), out2)
     _returnable(out2)
 
     def check(folder: Path, exported_there: bool) -> dict:
@@ -379,9 +410,10 @@ def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
     assert stopped["stopped_early"]
     finished = check(out2 / "tiny", exported_there=True)
     assert finished["epochs"] > stopped["epochs"] and finished["history"][:stopped["epochs"]] == stopped["history"]
+    assert not finished["stopped_early"]  # its schedule ended by the clock, in the second call
     restarted = check(out2 / "b", exported_there=False)
     assert restarted["meta"]["warm_start"]["init_from"] == str(work / "run-b.prev")
-    assert restarted["schedule"] == "halve:1"  # HALVINGS=2 of 1 epoch: at least 1 epoch a step
+    assert restarted["schedule"] == "exp:2"
     weights = torch.load(gpu / "tiny-best.pt", weights_only=False)["model"]
     assert {v.dtype for k, v in weights.items() if k.endswith(".weight") and v.dim() >= 2} == {torch.bfloat16}
 

@@ -18,6 +18,8 @@ import numpy as np
 from bcnn.errors import BcnnError
 from bcnn.fileio import atomic_write, json_default, read_json
 
+STARTED = time.time()  # --stop-after counts from the command's start, its imports included
+
 DEFAULT_MODEL = "binarynet"
 DEFAULT_DEVICE = "xc7vx690t"
 DEFAULT_CLOCK_MHZ = 90.0
@@ -307,14 +309,19 @@ def _json_options(text: str | None) -> dict:
 def cmd_train(args) -> dict:
     from bcnn.train import TrainConfig, train
 
-    cfg = TrainConfig(arch=args.arch, data=args.data, out_dir=args.out, epochs=args.epochs,
+    # a time-planned run ends by its budget: --epochs is then only a cap, and none by default
+    epochs = args.epochs or (10 if args.time_budget is None else 1_000_000)
+    # train() counts from its own start: what the imports took is already spent
+    stop_after = None if args.stop_after is None else max(1e-3, args.stop_after - (time.time() - STARTED))
+    cfg = TrainConfig(arch=args.arch, data=args.data, out_dir=args.out, epochs=epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
                       train_limit=args.train_limit, test_limit=args.test_limit,
                       model_options=_json_options(args.options),
                       export_only=args.export_only, export=not args.no_export, precision=args.precision,
                       compile=args.compile, init_from=args.init_from, progress=not args.no_progress,
                       loss=args.loss, schedule=args.schedule, channels_last=args.channels_last,
-                      checkpoint_every=args.checkpoint_every, stop_after=args.stop_after)
+                      checkpoint_every=args.checkpoint_every, stop_after=stop_after,
+                      time_budget=args.time_budget)
     return train(cfg)
 
 
@@ -417,14 +424,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
     sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")
     sp.add_argument("--data", required=True, help="CIFAR-10 class-folder tree or cifar-10-batches-py folder")
-    sp.add_argument("--epochs", type=count, default=10, help="length of the run and of a cosine LR schedule (default "
-                    "10); a halve:N run may be resumed with more")
+    sp.add_argument("--epochs", type=count, help="length of the run and of its LR schedule (default 10); a halve:N "
+                    "run may be resumed with more; with --time-budget, a cap (default none)")
+    sp.add_argument("--time-budget", type=positive, metavar="SECONDS",
+                    help="plan the run by time instead: the LR schedule spans SECONDS of training (the epoch "
+                         "loop, over every --resume), and the run ends when its next epoch would not fit. "
+                         "The lr then depends on the clock, so such a run is not reproducible")
     sp.add_argument("--out", required=True, help="output folder (checkpoints, model.onnx, model.bcnn)")
     sp.add_argument("--batch-size", type=count, default=100, help="images per step and process (default 100)")
     sp.add_argument("--lr", type=positive, default=5e-3, help="Adam's initial learning rate (default 5e-3)")
-    sp.add_argument("--schedule", default="cosine", metavar="cosine|halve:N",
-                    help="LR schedule: cosine decay to 0 at the last epoch (default), or halve:N, the lr halved "
-                         "every N epochs as in Brevitas's bnn_pynq trainer (e.g. --lr 0.02 --schedule halve:40)")
+    sp.add_argument("--schedule", default="cosine", metavar="cosine|exp:K|halve:N",
+                    help="LR schedule: cosine decay to 0 at the end of the run (default); exp:K, BinaryNet's "
+                         "exponential decay to lr/2^K at the end; or halve:N, the lr halved every N epochs as in "
+                         "Brevitas's bnn_pynq trainer (e.g. --lr 0.02 --schedule halve:40)")
     sp.add_argument("--loss", choices=["ce", "sqrhinge"], default="ce",
                     help="cross-entropy (default) or the squared hinge of BinaryNet and bnn_pynq")
     sp.add_argument("--seed", type=int, default=0, help="weights, shuffles and augmentation (default 0)")
@@ -433,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write OUT/checkpoint.pt after every N-th epoch, the last and every best one (default 1; "
                          "a killed run resumes from the last one written)")
     sp.add_argument("--stop-after", type=positive, metavar="SECONDS",
-                    help="stop cleanly at the end of the last epoch that fits in SECONDS from the start, "
+                    help="stop cleanly at the end of the last epoch that fits in SECONDS from the command's start, "
                          "checkpoint written (and the best epoch so far exported), for --resume to go on later")
     sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "
                     "(its folder, for its best epoch, or a .pt file of it), with a fresh optimizer and LR "

@@ -57,7 +57,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile training and evaluation: fuses Brevitas's elementwise quantizers
     init_from: str | None = None  # warm start: a run folder (its best.pt) or a .pt file of one
     loss: str = "ce"  # "ce": cross-entropy; "sqrhinge": BinaryNet's and Brevitas bnn_pynq's squared hinge
-    schedule: str = "cosine"  # "cosine" to 0 over the run, or "halve:N": lr halved every N epochs (bnn_pynq)
+    schedule: str = "cosine"  # "cosine" to 0 over the run, "exp:K" to lr/2^K, "halve:N" every N epochs
     channels_last: bool = False  # NHWC activations and conv weights in training (cuDNN's tensor-core layout)
     # checkpoint.pt after every N-th epoch, the last and every best one: on a GPU its writing is a third of
     # a 1-s epoch
@@ -65,6 +65,10 @@ class TrainConfig:
     # stop cleanly, checkpoint written, before an epoch would end more than this many seconds after the start,
     # and leave the rest of the schedule to --resume (a machine lent for a fixed time, a session's end)
     stop_after: float | None = None
+    # a run planned by time, not by epochs: the schedule spans this many seconds of the epoch loop (training,
+    # testing, checkpoints; not the start-up), and the run ends when its next epoch would not fit;
+    # `epochs` is then only a cap. Not reproducible: the lr of each step depends on the clock.
+    time_budget: float | None = None
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -72,7 +76,7 @@ LOSSES = ("ce", "sqrhinge")
 # What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
 # and progress may change between resumptions).
 RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
-                "init_from", "loss", "schedule")
+                "init_from", "loss", "schedule", "time_budget")
 
 
 def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -83,23 +87,34 @@ def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return (1 - logits * target).clamp(min=0).square().mean()
 
 
-def halving_epochs(schedule: str) -> int | None:
-    """N of a "halve:N" schedule, None for "cosine"; anything else is refused."""
+def parse_schedule(schedule: str) -> tuple[str, int]:
+    """("cosine", 0), ("halve", N) or ("exp", K); anything else is refused."""
     if schedule == "cosine":
-        return None
-    kind, _, every = schedule.partition(":")
-    if kind != "halve" or not every.isdigit() or int(every) < 1:
-        raise BcnnError(f"--schedule {schedule!r}: expected cosine or halve:N (N epochs, N >= 1)")
-    return int(every)
+        return "cosine", 0
+    kind, _, n = schedule.partition(":")
+    if kind not in ("halve", "exp") or not n.isdigit() or int(n) < 1:
+        raise BcnnError(f"--schedule {schedule!r}: expected cosine, halve:N (every N epochs) or exp:K (K "
+                        f"halvings over the run), N and K at least 1")
+    return kind, int(n)
 
 
-def lr_scheduler(opt: torch.optim.Optimizer, schedule: str, epochs: int, steps_per_epoch: int):
-    """Stepped once per batch: cosine decay to 0 at the end of the run, or halving every N epochs, which
-    does not depend on the run's length (a later run can go on at the lr where this one stopped)."""
-    every = halving_epochs(schedule)
-    if every is None:
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.StepLR(opt, step_size=every * steps_per_epoch, gamma=0.5)
+def halving_epochs(schedule: str) -> int | None:
+    """N of a "halve:N" schedule, which does not depend on the run's length; None for the others."""
+    kind, n = parse_schedule(schedule)
+    return n if kind == "halve" else None
+
+
+def lr_factor(schedule: str, progress: float, step: int, steps_per_epoch: int) -> float:
+    """The multiplier of the initial lr at global step ``step``, ``progress`` (0 to 1) into the run: cosine
+    decay to 0, or exp:K, BinaryNet's exponential decay to 1/2^K, both over the run (its steps, or its time
+    budget); halve:N halves every N epochs, whatever the run's length (bnn_pynq's schedule)."""
+    kind, n = parse_schedule(schedule)
+    progress = min(max(progress, 0.0), 1.0)
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if kind == "exp":
+        return 0.5 ** (n * progress)
+    return 0.5 ** (step // (n * steps_per_epoch))
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -192,15 +207,16 @@ def train(cfg: TrainConfig) -> dict:
             raise BcnnError(f"--{name} must be at least 1, got {value}")
     if not (math.isfinite(cfg.lr) and cfg.lr >= 0):  # 0 keeps the weights (a check that only BN moves)
         raise BcnnError(f"--lr must be a finite number of at least 0, got {cfg.lr}")
-    if cfg.stop_after is not None and not (math.isfinite(cfg.stop_after) and cfg.stop_after > 0):
-        raise BcnnError(f"--stop-after must be a positive number of seconds, got {cfg.stop_after}")
+    for name, value in (("stop-after", cfg.stop_after), ("time-budget", cfg.time_budget)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise BcnnError(f"--{name} must be a positive number of seconds, got {value}")
     if cfg.export_only and not cfg.export:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if cfg.precision not in PRECISIONS:
         raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
     if cfg.loss not in LOSSES:
         raise BcnnError(f"--loss {cfg.loss!r}: expected one of {', '.join(LOSSES)}")
-    halving_epochs(cfg.schedule)
+    parse_schedule(cfg.schedule)
     started = time.time()
     rank, world = _distributed()
     if cfg.threads:
@@ -231,7 +247,6 @@ def train(cfg: TrainConfig) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                            fused=True if device.type == "cuda" else None)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
-    sched = lr_scheduler(opt, cfg.schedule, cfg.epochs, steps_per_epoch)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolution once
     ddp = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
@@ -242,14 +257,15 @@ def train(cfg: TrainConfig) -> dict:
     forward = torch.compile(ddp, dynamic=False) if compiled else ddp
     evaluator = torch.compile(model, dynamic=False) if compiled else model
 
-    state = {"epoch": 0, "best_acc": -1.0, "history": [], "epochs_before": 0}
+    # train_seconds: the epoch loop's time so far, over every call of a resumed run (a time-planned run's clock)
+    state = {"epoch": 0, "best_acc": -1.0, "history": [], "epochs_before": 0, "train_seconds": 0.0, "ended": False}
     if cfg.export_only:
         if not (out / "best.pt").is_file():
             raise BcnnError(f"{out}: no best.pt to export; train first")
         if ckpt.is_file():
             saved = torch.load(ckpt, weights_only=False, map_location="cpu")
             _check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
-            state = saved["state"]
+            state = {"train_seconds": 0.0, "ended": False, **saved["state"]}  # older checkpoints lack these
     elif cfg.resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False, map_location=device)
         # a halving schedule does not depend on the run's length: such a run may be lengthened
@@ -257,9 +273,8 @@ def train(cfg: TrainConfig) -> dict:
             tuple(k for k in RUN_DEFINING if k != "epochs")
         _check_same_run(saved.get("config", {}), cfg, defining, ckpt)
         model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        state = saved["state"]
+        opt.load_state_dict(saved["optimizer"])  # the lr follows from the state: no scheduler state
+        state = {"train_seconds": 0.0, "ended": False, **saved["state"]}
     else:
         if cfg.resume and rank == 0:
             print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
@@ -279,7 +294,10 @@ def train(cfg: TrainConfig) -> dict:
     images = torch.from_numpy(train_ds.images).to(device)
     labels = torch.from_numpy(train_ds.labels).to(device)
     latent = latent_weights(model)
-    for epoch in range(state["epoch"], 0 if cfg.export_only else cfg.epochs):
+    mark = loop_started = time.time()  # mark: where state["train_seconds"] was last brought up to date
+    for epoch in range(state["epoch"], 0 if cfg.export_only or state.get("ended") else cfg.epochs):
+        # where the run stands (0 to 1) and how much of it this epoch is, the same on every rank
+        at, share = _progress(cfg, epoch, state["train_seconds"], state["history"], loop_started, world, device)
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
         perm = torch.randperm(len(train_ds), generator=gen)
         batches = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)][rank::world]
@@ -287,8 +305,13 @@ def train(cfg: TrainConfig) -> dict:
         t0, seen = time.time(), 0
         # summed on the device: reading the loss every step would make a GPU wait for the host each batch
         loss_sum = torch.zeros((), device=device)
-        bar = _bar(len(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and rank == 0)
+        bar = _bar(len(batches), f"epoch {epoch + 1}" + ("" if cfg.time_budget else f"/{cfg.epochs}"),
+                   cfg.progress and rank == 0)
         for step, idx in enumerate(batches):
+            factor = lr_factor(cfg.schedule, at + share * step / steps_per_epoch, epoch * steps_per_epoch + step,
+                               steps_per_epoch)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * factor
             idx = idx.to(device)
             x = to_float(augment(images[idx], gen))
             if cfg.channels_last:
@@ -298,7 +321,6 @@ def train(cfg: TrainConfig) -> dict:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
             clip_latent_weights(latent)
             seen += len(idx)
             loss_sum += loss.detach().float() * len(idx)
@@ -311,34 +333,47 @@ def train(cfg: TrainConfig) -> dict:
         acc = evaluate(evaluator, test_ds.images, test_ds.labels)
         # finished_at: the gap between two epochs' finished_at also counts the writing of best.pt and checkpoint.pt
         now = time.time()
+        state["train_seconds"] += now - mark
+        mark = now
+        # the lr the next epoch starts at, so that a log shows where a schedule stands
+        done = state["train_seconds"] / cfg.time_budget if cfg.time_budget else (epoch + 1) / cfg.epochs
         record = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, seen), "test_acc": acc,
-                  "seconds": now - t0, "finished_at": now, "lr": sched.get_last_lr()[0]}
+                  "seconds": now - t0, "finished_at": now, "progress": min(done, 1.0),
+                  "lr": cfg.lr * lr_factor(cfg.schedule, done, (epoch + 1) * steps_per_epoch, steps_per_epoch)}
         state["history"].append(record)
         state["epoch"] = epoch + 1
+        # a time-planned run ends when its next epoch would not fit its budget
+        state["ended"] = bool(cfg.time_budget) and _out_of_time(
+            cfg.time_budget, now - state["train_seconds"], state["history"], world, device, since=loop_started)
         if rank == 0:
             best = acc > state["best_acc"]
             if best:
                 state["best_acc"] = acc
                 _save_best(out, model, cfg, state, epoch + 1, acc)
-            # the lr the next epoch runs at, so a log shows where a halving schedule stands
+            left = f", {state['train_seconds']:.0f} of {cfg.time_budget:g} s" if cfg.time_budget else \
+                _eta(state["history"], cfg.epochs - epoch - 1)
             print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  "
-                  f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s"
-                  f"{_eta(state['history'], cfg.epochs - epoch - 1)})", file=sys.stderr, flush=True)
-        stop = epoch + 1 < cfg.epochs and _out_of_time(cfg.stop_after, started, state["history"], world, device)
+                  f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s{left})",
+                  file=sys.stderr, flush=True)
+        last = epoch + 1 == cfg.epochs or state["ended"]
+        stop = not last and cfg.stop_after is not None and _out_of_time(
+            cfg.stop_after, started, state["history"], world, device, since=loop_started)
         if rank == 0:
             # a best epoch too, so that the checkpoint never lags best.pt (--export-only reads both)
-            if best or stop or (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "state": state, "config": cfg.__dict__}, ckpt)
+            if best or stop or last or (epoch + 1) % cfg.checkpoint_every == 0:
+                _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                                    "config": cfg.__dict__}, ckpt)
         if stop:
             if rank == 0:
                 print(f"stopped after epoch {epoch + 1} of {cfg.epochs}: the next would end past --stop-after "
                       f"{cfg.stop_after:g} s; --resume with the same settings goes on", file=sys.stderr, flush=True)
             break
+        if state["ended"]:
+            break
 
     summary = {"arch": cfg.arch, "lr": cfg.lr, "schedule": cfg.schedule, "loss": cfg.loss,
                "epochs": state["epoch"], "best_acc": state["best_acc"],
-               "stopped_early": not cfg.export_only and state["epoch"] < cfg.epochs,
+               "stopped_early": not (cfg.export_only or state.get("ended")) and state["epoch"] < cfg.epochs,
                "history": state["history"], "out_dir": str(out)}
     if rank == 0:
         if cfg.export:
@@ -349,19 +384,47 @@ def train(cfg: TrainConfig) -> dict:
     return summary
 
 
-def _out_of_time(limit: float | None, started: float, history: list[dict], world: int,
-                 device: torch.device) -> bool:
-    """Whether one more epoch, as long as the last one and its writing, would end past ``limit`` seconds;
-    every rank follows rank 0, whose clock decides."""
-    if limit is None:
-        return False
-    last, prev = history[-1], history[-2] if len(history) > 1 else {}
-    # the epoch before may have ended in an earlier call of a resumed run
-    gap = last["finished_at"] - prev["finished_at"] if prev.get("finished_at", 0) >= started else last["seconds"]
-    stop = torch.tensor(float(time.time() + gap > started + limit), device=device)
-    if world > 1:
-        torch.distributed.broadcast(stop, 0)
-    return bool(stop.item())
+def _next_epoch_seconds(history: list[dict], since: float) -> float:
+    """How long the next epoch will take, its writing included: the last epoch's gap to the one before, or
+    its own time where the one before ended before ``since`` (an earlier call of a resumed run)."""
+    timed = [r for r in history if "finished_at" in r]  # not a warm start's epoch 0
+    if not timed:
+        return 0.0
+    last, prev = timed[-1], timed[-2] if len(timed) > 1 else {}
+    return last["finished_at"] - prev["finished_at"] if prev.get("finished_at", 0) >= since else last["seconds"]
+
+
+# Every broadcast of _rank0, kept for the life of the process: a gloo worker thread that dropped the last
+# reference to one would need the GIL to free its Python-made tensor, and if that happened as the process
+# group is torn down (its destructor joins the workers holding the GIL), the rank would hang forever.
+_BROADCASTS: list = []
+
+
+def _rank0(value: float, world: int, device: torch.device) -> float:
+    """Rank 0's value on every rank: decisions made by the clock must not differ between ranks."""
+    if world == 1:
+        return value
+    t = torch.tensor(value, dtype=torch.float64, device=device)
+    work = torch.distributed.broadcast(t, 0, async_op=True)
+    work.wait()
+    _BROADCASTS.append(work)
+    return float(t.item())
+
+
+def _out_of_time(limit: float, started: float, history: list[dict], world: int, device: torch.device,
+                 since: float) -> bool:
+    """Whether one more epoch would end past ``limit`` seconds after ``started``."""
+    return bool(_rank0(float(time.time() + _next_epoch_seconds(history, since) > started + limit), world, device))
+
+
+def _progress(cfg: TrainConfig, epoch: int, train_seconds: float, history: list[dict], since: float, world: int,
+              device: torch.device) -> tuple[float, float]:
+    """Where the run stands at the start of ``epoch`` (0 to 1) and the share of the run that epoch is: by
+    epochs, or, for a time-planned run, by the clock and the last epoch's length (none for the first)."""
+    if not cfg.time_budget:
+        return epoch / cfg.epochs, 1 / cfg.epochs
+    share = _next_epoch_seconds(history, since) / cfg.time_budget
+    return _rank0(train_seconds / cfg.time_budget, world, device), _rank0(share, world, device)
 
 
 def _eta(history: list[dict], epochs_left: int) -> str:
