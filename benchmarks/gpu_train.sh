@@ -3,8 +3,8 @@
 # calls, and measure how fast.
 #
 #   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA defaults to ../shared/datasets/cifar10
-#   there:  run(command="CALL_S=570 bash benchmarks/gpu_train.sh train cnv 770 ... &
-#                        CALL_S=570 bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
+#   there:  run(command="export CALL_S=570; bash benchmarks/gpu_train.sh train cnv 770 ... &
+#                        bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
 #               carry=[".gpu"], timeout_s=600)   # docs/models.md has the options of each
 #   there, at once on the still-warm machine (it is given back after 30 s idle), with the time left:
 #           run(command="bash benchmarks/gpu_train.sh resume cnv 190 &
@@ -14,19 +14,17 @@
 # prepare: puts what the GPU machine lacks into .gpu/ (git-ignored, carried by the call, under 64 MiB):
 #   the wheels of brevitas, qonnx and their dependencies that its image does not hold, and the CIFAR-10
 #   JPEG tree as one .tar.xz (19 MB; the machine reaches no network).
-# train ARCH SECONDS [bcnn train options]: one run of as many epochs as fit in SECONDS in all, bf16 and compiled
-#   (the cosine schedule needs its length up front). A calibration run first (2 epochs on a tenth of the
-#   data, no export) compiles the model, which torch's compile cache keeps for the real run, and times an
-#   epoch; EPOCHS=N skips it. HALVINGS=K: the lr halved K times over the run (`--schedule halve:EPOCHS/K`).
-#   NAME=N names the run (default ARCH), for two runs of one ARCH. Two `train`s started together share the
-#   GPU and set up the machine once. At the end, the export and its torch-vs-engine check (EXPORT_S seconds
-#   are kept for them). CALL_S=S: this call has only the first S of the SECONDS (a call may last 10
-#   minutes, a lease 15); the run stops cleanly then (`bcnn train --stop-after`), `resume` goes on with the
-#   rest in a second call, and such a plan exports nothing there: `check` does it here. Back in $OUT/NAME
-#   come train.log, written as it goes, and run.tar.partNN (model.bcnn where exported, history.json and
-#   the best epoch's float weights in bfloat16): five files for two runs, of the 8 a call returns. A second
-#   `train` of the same NAME on the still-warm machine finds the first one's run folder as
-#   /tmp/run-NAME.prev (for --init-from).
+# train ARCH SECONDS [bcnn train options]: one run of bf16, compiled training whose schedule runs by the
+#   clock (`bcnn train --time-budget`) over what SECONDS leave for epochs, so that two runs sharing the GPU,
+#   or one left alone when the other ends, still finish their schedules in time. NAME=N names the run
+#   (default ARCH), for two runs of one ARCH. Two `train`s started together set up the machine once. At the
+#   end, the export and its torch-vs-engine check (EXPORT_S seconds are kept for them). CALL_S=S: this call
+#   has only the first S of the SECONDS (a call may last 10 minutes, a lease 15); the run stops cleanly
+#   then (`bcnn train --stop-after`), `resume` goes on with the rest in a second call, and such a plan
+#   exports nothing there: `check` does it here. Back in $OUT/NAME come train.log, written as it goes, and
+#   run.tar.partNN (model.bcnn where exported, history.json and the best epoch's float weights in
+#   bfloat16): five files for two runs, of the 8 a call returns. A second `train` of the same NAME on the
+#   still-warm machine finds the first one's run folder as /tmp/run-NAME.prev (for --init-from).
 # resume NAME SECONDS: the run NAME of an earlier call on this warm machine goes on (`bcnn train --resume`)
 #   until its schedule ends or SECONDS are spent, and returns as `train` does.
 # bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
