@@ -365,8 +365,10 @@ def train(cfg: TrainConfig) -> dict:
                                     "config": cfg.__dict__}, ckpt)
         if stop:
             if rank == 0:
-                print(f"stopped after epoch {epoch + 1} of {cfg.epochs}: the next would end past --stop-after "
-                      f"{cfg.stop_after:g} s; --resume with the same settings goes on", file=sys.stderr, flush=True)
+                done = f"{state['train_seconds']:.0f} of {cfg.time_budget:g} s" if cfg.time_budget else \
+                    f"{epoch + 1} of {cfg.epochs} epochs"
+                print(f"stopped after epoch {epoch + 1} ({done}): the next would end past --stop-after; "
+                      f"--resume with the same settings goes on", file=sys.stderr, flush=True)
             break
         if state["ended"]:
             break
