@@ -9,6 +9,7 @@ call1=${1:-300}; call2=${2:-180}
 root=/tmp/rehearse
 [ -f .gpu/cifar10.tar.xz ] && compgen -G ".gpu/whl/*.whl" > /dev/null ||
     { echo "run \`bash benchmarks/gpu_train.sh prepare\` first" >&2; exit 2; }
+[ -x .venv/bin/python3 ] && export PATH=$PWD/.venv/bin:$PATH  # the README's install; the GPU image has its own
 rm -rf "$root"; mkdir -p "$root/gpu"
 ln -s "$PWD/.gpu/cifar10.tar.xz" "$PWD/.gpu/whl" "$root/gpu/"
 export GPU_DIR=$root/gpu GPU_WORK=$root/work
@@ -18,6 +19,7 @@ OUT=$root/out1 bash -c "export CALL_S=$call1
     $s train cnv $(( call1 + call2 )) --batch-size 400 --lr 0.04 --loss sqrhinge --schedule exp:10 --train-limit 2000 --test-limit 500 &
     $s train binarynet $(( call1 + call2 )) --batch-size 400 --lr 1e-2 --train-limit 1000 --test-limit 200; wait"
 echo "== call 1: $(( $(date +%s) - t0 )) s; returned: $(find "$root/out1" -type f | wc -l) files"
+compgen -G "$root/out1/*/run.tar.part00" > /dev/null || { echo "call 1 returned no run" >&2; exit 1; }
 t1=$(date +%s)
 OUT=$root/out2 bash -c "$s resume cnv $call2 & $s resume binarynet $call2; wait"
 echo "== call 2: $(( $(date +%s) - t1 )) s; returned: $(find "$root/out2" -type f | wc -l) files"
