@@ -9,7 +9,9 @@ resumed after a kill reaches the same weights as an uninterrupted one. Runs unde
 DistributedDataParallel (gloo on CPU, nccl on GPUs): each rank takes every world_size-th batch.
 
 Time limit: ``stop_after`` ends a run early, cleanly, at an epoch's end, with its checkpoint written, so
-that ``resume=True`` goes on with the same schedule later, on this machine or another.
+that ``resume=True`` goes on with the same schedule later, on this machine or another. ``time_budget``
+plans a run by the clock instead of by epochs: the lr of each step follows the fraction of the budget
+spent, and the run ends when its next epoch would not fit (not reproducible, by its nature).
 
 Warm start: ``init_from`` starts a new run (fresh optimizer and learning-rate schedule) from the weights of an
 earlier one, so training can go on after a finished schedule; the export counts the earlier epochs.
