@@ -92,6 +92,8 @@ train|resume)
         [ $# = 2 ] || { echo "resume NAME SECONDS: the run goes on with its own options" >&2; exit 2; }
         [ -f "$work/run-$name.args" ] || { echo "resume: no run $name on this machine" >&2; exit 2; }
     fi
+    drop_compile() { local eager=() a; for a in "${run[@]}"; do [ "$a" = --compile ] || eager+=("$a"); done
+                     run=("${eager[@]}"); }
     started=$(date +%s)
     call_s=$budget
     [ "$cmd" = train ] && [ -n "${CALL_S:-}" ] && [ "$CALL_S" -lt "$budget" ] && call_s=$CALL_S
@@ -105,8 +107,8 @@ train|resume)
         [ "$calls" = 2 ] && export_s=0
         # The schedule runs by the clock (`bcnn train --time-budget`), over the epoch loop's seconds: the
         # budget less this setup, each call's start (START_S) and the END_S each call keeps at its end, and
-        # the export. So two runs sharing the GPU, or one left alone when
-        # the other ends, still finish their schedules on time.
+        # the export. So two runs sharing the GPU, or one left alone when the other ends, still finish their
+        # schedules on time.
         loop_s=$(( budget - ($(date +%s) - started) - calls * (start_s + end_s) - export_s ))
         [ "$loop_s" -gt 0 ] || { echo "train: $budget s leave no time to train" >&2; exit 2; }
         # options after ARCH SECONDS come last, so they may override these
@@ -115,8 +117,7 @@ train|resume)
         run=(python3 -m bcnn train --arch "$arch" --data "$data" --no-progress --precision bf16 --compile
              --checkpoint-every 10 --time-budget "$loop_s" --out "$work/run-$name" "$@")
         # COMPILE=0: eager (the test here, where compiling takes longer than its runs)
-        [ "${COMPILE:-1}" = 0 ] && { eager=(); for a in "${run[@]}"; do [ "$a" = --compile ] || eager+=("$a"); done
-                                     run=("${eager[@]}"); }
+        [ "${COMPILE:-1}" = 0 ] && drop_compile
         echo "training by the clock: $loop_s s of epochs in $calls call(s)" | tee -a "$out/train.log"
         if [ -d "$work"/run-"$name" ]; then  # an earlier call's on this warm machine: kept for --init-from
             rm -rf "$work"/run-"$name".prev && mv "$work"/run-"$name" "$work"/run-"$name".prev
@@ -140,7 +141,7 @@ train|resume)
     if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ ! -f "$work/run-$name/checkpoint.pt" ] && [[ " ${run[*]} " == *" --compile "* ]]; then
         # one lent GPU call is all there is: rather eager than nothing
         echo "the compiled run failed before its first epoch ended: training eagerly" | tee -a "$out/train.log"
-        eager=(); for a in "${run[@]}"; do [ "$a" = --compile ] || eager+=("$a"); done; run=("${eager[@]}")
+        drop_compile
         rm -rf "$work/run-$name"
         attempt; rc=$?
     fi

@@ -106,11 +106,12 @@ def halving_epochs(schedule: str) -> int | None:
     return n if kind == "halve" else None
 
 
-def lr_factor(schedule: str, progress: float, step: int, steps_per_epoch: int) -> float:
+def lr_factor(schedule: tuple[str, int], progress: float, step: int, steps_per_epoch: int) -> float:
     """The multiplier of the initial lr at global step ``step``, ``progress`` (0 to 1) into the run: cosine
     decay to 0, or exp:K, BinaryNet's exponential decay to 1/2^K, both over the run (its steps, or its time
-    budget); halve:N halves every N epochs, whatever the run's length (bnn_pynq's schedule)."""
-    kind, n = parse_schedule(schedule)
+    budget); halve:N halves every N epochs, whatever the run's length (bnn_pynq's schedule). ``schedule``:
+    what :func:`parse_schedule` made of it."""
+    kind, n = schedule
     progress = min(max(progress, 0.0), 1.0)
     if kind == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -218,7 +219,7 @@ def train(cfg: TrainConfig) -> dict:
         raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
     if cfg.loss not in LOSSES:
         raise BcnnError(f"--loss {cfg.loss!r}: expected one of {', '.join(LOSSES)}")
-    parse_schedule(cfg.schedule)
+    schedule = parse_schedule(cfg.schedule)
     started = time.time()
     rank, world = _distributed()
     if cfg.threads:
@@ -267,7 +268,7 @@ def train(cfg: TrainConfig) -> dict:
         if ckpt.is_file():
             saved = torch.load(ckpt, weights_only=False, map_location="cpu")
             _check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
-            state = {"train_seconds": 0.0, "ended": False, **saved["state"]}  # older checkpoints lack these
+            state = {**state, **saved["state"]}  # the defaults first: older checkpoints lack some
     elif cfg.resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False, map_location=device)
         # a halving schedule does not depend on the run's length: such a run may be lengthened
@@ -276,7 +277,7 @@ def train(cfg: TrainConfig) -> dict:
         _check_same_run(saved.get("config", {}), cfg, defining, ckpt)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])  # the lr follows from the state: no scheduler state
-        state = {"train_seconds": 0.0, "ended": False, **saved["state"]}
+        state = {**state, **saved["state"]}
     else:
         if cfg.resume and rank == 0:
             print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
@@ -297,7 +298,7 @@ def train(cfg: TrainConfig) -> dict:
     labels = torch.from_numpy(train_ds.labels).to(device)
     latent = latent_weights(model)
     mark = loop_started = time.time()  # mark: where state["train_seconds"] was last brought up to date
-    for epoch in range(state["epoch"], 0 if cfg.export_only or state.get("ended") else cfg.epochs):
+    for epoch in range(state["epoch"], 0 if cfg.export_only or state["ended"] else cfg.epochs):
         # where the run stands (0 to 1) and how much of it this epoch is, the same on every rank
         at, share = _progress(cfg, epoch, state["train_seconds"], state["history"], loop_started, world, device)
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
@@ -310,7 +311,7 @@ def train(cfg: TrainConfig) -> dict:
         bar = _bar(len(batches), f"epoch {epoch + 1}" + ("" if cfg.time_budget else f"/{cfg.epochs}"),
                    cfg.progress and rank == 0)
         for step, idx in enumerate(batches):
-            factor = lr_factor(cfg.schedule, at + share * step / steps_per_epoch, epoch * steps_per_epoch + step,
+            factor = lr_factor(schedule, at + share * step / steps_per_epoch, epoch * steps_per_epoch + step,
                                steps_per_epoch)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * factor
@@ -341,7 +342,7 @@ def train(cfg: TrainConfig) -> dict:
         done = state["train_seconds"] / cfg.time_budget if cfg.time_budget else (epoch + 1) / cfg.epochs
         record = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, seen), "test_acc": acc,
                   "seconds": now - t0, "finished_at": now, "progress": min(done, 1.0),
-                  "lr": cfg.lr * lr_factor(cfg.schedule, done, (epoch + 1) * steps_per_epoch, steps_per_epoch)}
+                  "lr": cfg.lr * lr_factor(schedule, done, (epoch + 1) * steps_per_epoch, steps_per_epoch)}
         state["history"].append(record)
         state["epoch"] = epoch + 1
         # a time-planned run ends when its next epoch would not fit its budget
@@ -377,7 +378,7 @@ def train(cfg: TrainConfig) -> dict:
 
     summary = {"arch": cfg.arch, "lr": cfg.lr, "schedule": cfg.schedule, "loss": cfg.loss,
                "epochs": state["epoch"], "best_acc": state["best_acc"],
-               "stopped_early": not (cfg.export_only or state.get("ended")) and state["epoch"] < cfg.epochs,
+               "stopped_early": not (cfg.export_only or state["ended"]) and state["epoch"] < cfg.epochs,
                "history": state["history"], "out_dir": str(out)}
     if rank == 0:
         if cfg.export:
