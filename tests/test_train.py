@@ -205,10 +205,26 @@ def test_time_budget_plans_the_run_by_the_clock(data, tmp_path):
     lrs = [r["lr"] for r in done["history"]]
     assert progress == sorted(progress) and lrs == sorted(lrs, reverse=True)  # cosine: only ever down
     assert progress[-1] > 0.5 and lrs[-1] < 0.5 * 5e-3
+    assert [r["epoch"] for r in done["history"] if r.get("first_of_call")] == [1, first["epochs"] + 1]
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["state"]
     assert state["ended"] and state["train_seconds"] > 1.0
     again = train(TrainConfig(resume=True, **run))  # an ended run has nothing left to train
     assert again["epochs"] == done["epochs"]
+
+
+def test_next_epoch_estimate_skips_a_calls_warm_up():
+    """A call's first epoch also compiles the model (88 s against 1.7 s on session 12's GPU lease, where it
+    ended a resumed run after one epoch): the estimate of the next epoch is the last gap within one call."""
+    from bcnn.train import _eta, _next_epoch_seconds
+
+    history = [{"epoch": 1, "seconds": 30.0, "finished_at": 100.0, "first_of_call": True}]
+    assert _next_epoch_seconds([]) == 0.0 and _next_epoch_seconds(history) == 30.0  # nothing better yet
+    history += [{"epoch": 2, "seconds": 1.5, "finished_at": 102.0}, {"epoch": 3, "seconds": 1.5, "finished_at": 104.0}]
+    assert _next_epoch_seconds(history) == 2.0
+    history.append({"epoch": 4, "seconds": 88.0, "finished_at": 5000.0, "first_of_call": True})  # a resume
+    assert _next_epoch_seconds(history) == 2.0 and _eta(history, 20) == ", about 40 s to go"
+    history.append({"epoch": 5, "seconds": 2.0, "finished_at": 5002.5})
+    assert _next_epoch_seconds(history) == 2.5
 
 
 def test_exponential_schedule_decays_to_its_last_halving(data, tmp_path):

@@ -297,10 +297,11 @@ def train(cfg: TrainConfig) -> dict:
     images = torch.from_numpy(train_ds.images).to(device)
     labels = torch.from_numpy(train_ds.labels).to(device)
     latent = latent_weights(model)
-    mark = loop_started = time.time()  # mark: where state["train_seconds"] was last brought up to date
+    mark = time.time()  # where state["train_seconds"] was last brought up to date
+    first_epoch = state["epoch"]
     for epoch in range(state["epoch"], 0 if cfg.export_only or state["ended"] else cfg.epochs):
         # where the run stands (0 to 1) and how much of it this epoch is, the same on every rank
-        at, share = _progress(cfg, epoch, state["train_seconds"], state["history"], loop_started, world, device)
+        at, share = _progress(cfg, epoch, state["train_seconds"], state["history"], world, device)
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
         perm = torch.randperm(len(train_ds), generator=gen)
         batches = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)][rank::world]
@@ -343,11 +344,13 @@ def train(cfg: TrainConfig) -> dict:
         record = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, seen), "test_acc": acc,
                   "seconds": now - t0, "finished_at": now, "progress": min(done, 1.0),
                   "lr": cfg.lr * lr_factor(schedule, done, (epoch + 1) * steps_per_epoch, steps_per_epoch)}
+        if epoch == first_epoch:  # its time includes this process's compile: not a measure of the epochs to come
+            record["first_of_call"] = True
         state["history"].append(record)
         state["epoch"] = epoch + 1
         # a time-planned run ends when its next epoch would not fit its budget
         state["ended"] = bool(cfg.time_budget) and _out_of_time(
-            cfg.time_budget, now - state["train_seconds"], state["history"], world, device, since=loop_started)
+            cfg.time_budget, now - state["train_seconds"], state["history"], world, device)
         if rank == 0:
             best = acc > state["best_acc"]
             if best:
@@ -360,7 +363,7 @@ def train(cfg: TrainConfig) -> dict:
                   file=sys.stderr, flush=True)
         last = epoch + 1 == cfg.epochs or state["ended"]
         stop = not last and cfg.stop_after is not None and _out_of_time(
-            cfg.stop_after, started, state["history"], world, device, since=loop_started)
+            cfg.stop_after, started, state["history"], world, device)
         if rank == 0:
             # a best epoch too, so that the checkpoint never lags best.pt (--export-only reads both)
             if best or stop or last or (epoch + 1) % cfg.checkpoint_every == 0:
@@ -389,14 +392,21 @@ def train(cfg: TrainConfig) -> dict:
     return summary
 
 
-def _next_epoch_seconds(history: list[dict], since: float) -> float:
-    """How long the next epoch will take, its writing included: the last epoch's gap to the one before, or
-    its own time where the one before ended before ``since`` (an earlier call of a resumed run)."""
+def _epoch_gaps(history: list[dict]) -> list[float]:
+    """The times from one epoch's end to the next's, writing included, within one call of a run: the first
+    epoch of a call also waited for the model to compile (up to a minute and a half on a GPU machine), and
+    the gap before it spans the pause between two calls."""
     timed = [r for r in history if "finished_at" in r]  # not a warm start's epoch 0
-    if not timed:
-        return 0.0
-    last, prev = timed[-1], timed[-2] if len(timed) > 1 else {}
-    return last["finished_at"] - prev["finished_at"] if prev.get("finished_at", 0) >= since else last["seconds"]
+    return [b["finished_at"] - a["finished_at"] for a, b in itertools.pairwise(timed) if not b.get("first_of_call")]
+
+
+def _next_epoch_seconds(history: list[dict]) -> float:
+    """How long the next epoch will take: the last gap between two epochs of one call (after a resumed
+    run's first epoch, that of the call before: its warm-up is not the epochs to come), else the only
+    epoch's own time."""
+    gaps = _epoch_gaps(history)
+    timed = [r for r in history if "finished_at" in r]
+    return gaps[-1] if gaps else timed[-1]["seconds"] if timed else 0.0
 
 
 # Every broadcast of _rank0, kept for the life of the process: a gloo worker thread that dropped the last
@@ -416,28 +426,24 @@ def _rank0(value: float, world: int, device: torch.device) -> float:
     return float(t.item())
 
 
-def _out_of_time(limit: float, started: float, history: list[dict], world: int, device: torch.device,
-                 since: float) -> bool:
+def _out_of_time(limit: float, started: float, history: list[dict], world: int, device: torch.device) -> bool:
     """Whether one more epoch would end past ``limit`` seconds after ``started``."""
-    return bool(_rank0(float(time.time() + _next_epoch_seconds(history, since) > started + limit), world, device))
+    return bool(_rank0(float(time.time() + _next_epoch_seconds(history) > started + limit), world, device))
 
 
-def _progress(cfg: TrainConfig, epoch: int, train_seconds: float, history: list[dict], since: float, world: int,
+def _progress(cfg: TrainConfig, epoch: int, train_seconds: float, history: list[dict], world: int,
               device: torch.device) -> tuple[float, float]:
     """Where the run stands at the start of ``epoch`` (0 to 1) and the share of the run that epoch is: by
     epochs, or, for a time-planned run, by the clock and the last epoch's length (none for the first)."""
     if not cfg.time_budget:
         return epoch / cfg.epochs, 1 / cfg.epochs
-    share = _next_epoch_seconds(history, since) / cfg.time_budget
+    share = _next_epoch_seconds(history) / cfg.time_budget
     return _rank0(train_seconds / cfg.time_budget, world, device), _rank0(share, world, device)
 
 
 def _eta(history: list[dict], epochs_left: int) -> str:
     """', about 6.2 h to go' from the median of the last five epochs (one slow epoch does not swing it)."""
-    recent = history[-6:]
-    gaps = [b["finished_at"] - a["finished_at"] for a, b in itertools.pairwise(recent)
-            if "finished_at" in a and "finished_at" in b]
-    times = gaps or [r["seconds"] for r in history[-5:] if "seconds" in r]
+    times = _epoch_gaps(history)[-5:] or [r["seconds"] for r in history[-5:] if "seconds" in r]
     if not epochs_left or not times:
         return ""
     left = float(np.median(times)) * epochs_left
