@@ -442,7 +442,7 @@ def test_no_export_trains_only_and_export_only_exports_later(data, tmp_path):
 
     run = dict(arch="tiny", data=str(data), out_dir=str(tmp_path), batch_size=20, train_limit=40, test_limit=8,
                model_options=json.loads(OPTIONS), progress=False, epochs=1)
-    summary = train(TrainConfig(export=False, **run))
+    summary = train(TrainConfig(export=False, lr=2e-3, schedule="exp:3", **run))
     assert summary["epochs"] == 1 and "bcnn" not in summary
     assert (tmp_path / "best.pt").is_file() and not (tmp_path / "model.bcnn").exists()
     assert (tmp_path / "history.json").is_file()
@@ -450,3 +450,6 @@ def test_no_export_trains_only_and_export_only_exports_later(data, tmp_path):
         train(TrainConfig(export_only=True, export=False, **run))
     exported = train(TrainConfig(export_only=True, **run))
     assert (tmp_path / "model.bcnn").is_file() and exported["torch_engine_mismatches"] == 0
+    # the recipe is the training run's (kept in best.pt), not the defaults of the command that exported it
+    assert (exported["lr"], exported["schedule"]) == (2e-3, "exp:3")
+    assert ir.load(tmp_path / "model.bcnn").meta["recipe"]["batch_size"] == 20

@@ -79,6 +79,8 @@ LOSSES = ("ce", "sqrhinge")
 # and progress may change between resumptions).
 RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
                 "init_from", "loss", "schedule", "time_budget")
+# what best.pt keeps of how it was trained, so that an export elsewhere (--export-only) names the run's recipe
+RECIPE = ("lr", "schedule", "loss", "batch_size", "weight_decay", "seed", "precision", "time_budget")
 
 
 def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -455,7 +457,8 @@ def _eta(history: list[dict], epochs_left: int) -> str:
 def _save_best(out: Path, model: torch.nn.Module, cfg: TrainConfig, state: dict, epoch: int, acc: float) -> None:
     _atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "acc": acc, "arch": cfg.arch,
                         "model_options": cfg.model_options, "epochs_before": state.get("epochs_before", 0),
-                        "init_from": cfg.init_from}, out / "best.pt")
+                        "init_from": cfg.init_from, "recipe": {k: getattr(cfg, k) for k in RECIPE}},
+                       out / "best.pt")
 
 
 def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
@@ -535,15 +538,18 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bd
              "torch_test_acc": float((torch_pred == test_ds.labels).mean()),
              "torch_engine_mismatches": int((torch_pred != engine_pred).sum())}
     before = best.get("epochs_before", 0)
-    net.meta.update({"arch": cfg.arch, "epochs_trained": before + best["epoch"], "seed": cfg.seed,
-                     "model_options": cfg.model_options, **check})
+    recipe = best.get("recipe", {})  # none in a best.pt of session 12 and before
+    net.meta.update({"arch": cfg.arch, "epochs_trained": before + best["epoch"], "seed": recipe.get("seed", cfg.seed),
+                     "model_options": cfg.model_options, **({"recipe": recipe} if recipe else {}), **check})
     if best.get("init_from"):
         net.meta["warm_start"] = {"init_from": best["init_from"], "epochs_before": before}
     ir.save(net, out / "model.bcnn")
     print(f"exported epoch {best['epoch']}: engine accuracy {check['engine_test_acc']:.4f} on {len(test_ds)} "
           f"test images, torch vs engine mismatches {check['torch_engine_mismatches']}", file=sys.stderr, flush=True)
+    # the recipe's lr, schedule and loss replace those of an --export-only command, which trains nothing
     return {"onnx": str(onnx_path), "bcnn": str(out / "model.bcnn"), "best_epoch": best["epoch"],
-            "epochs_trained": before + best["epoch"], **check}
+            "epochs_trained": before + best["epoch"],
+            **{k: recipe[k] for k in ("lr", "schedule", "loss") if k in recipe}, **check}
 
 
 def _bar(total: int, desc: str, enabled: bool):
