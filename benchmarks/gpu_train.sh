@@ -3,13 +3,13 @@
 # calls, and measure how fast.
 #
 #   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA defaults to ../shared/datasets/cifar10
-#   there:  run(command="export CALL_S=570; bash benchmarks/gpu_train.sh train cnv 770 ... &
-#                        bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
-#               carry=[".gpu"], timeout_s=600)   # docs/models.md has the options of each
+#   there:  run(command="export CALL_S=570; NAME=b100 bash benchmarks/gpu_train.sh train binarynet 770 ... &
+#                        NAME=sqh bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
+#               carry=[".gpu"], timeout_s=600)   # docs/models.md has the plan's options
 #   there, at once on the still-warm machine (it is given back after 30 s idle), with the time left:
-#           run(command="bash benchmarks/gpu_train.sh resume cnv 190 &
-#                        bash benchmarks/gpu_train.sh resume binarynet 190; wait", carry=[".gpu"], timeout_s=210)
-#   here:   bash benchmarks/gpu_train.sh check DIR/binarynet  # DIR: the call's files_at
+#           run(command="bash benchmarks/gpu_train.sh resume b100 190 &
+#                        bash benchmarks/gpu_train.sh resume sqh 190; wait", carry=[".gpu"], timeout_s=210)
+#   here:   bash benchmarks/gpu_train.sh check DIR/b100  # DIR: the call's files_at; then DIR/sqh
 #
 # prepare: puts what the GPU machine lacks into .gpu/ (git-ignored, carried by the call, under 64 MiB):
 #   the wheels of brevitas, qonnx and their dependencies that its image does not hold, and the CIFAR-10
