@@ -36,7 +36,7 @@
 # check DIR: unpacks a returned run into .gpu/returned/NAME, exports its best epoch here if no model.bcnn came
 #   back (a plan over two calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
 #   infer` of the model on all 10,000 test images, to ship it, and keeps the float weights as
-#   .gpu/ARCH-best.pt (`train ... --init-from .gpu/ARCH-best.pt`).
+#   .gpu/NAME-best.pt (`train ... --init-from .gpu/NAME-best.pt`; NAME: the folder's, e.g. binarynet or b100).
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
 work=${GPU_WORK:-/tmp}  # there: run folders, the unpacked data, the wheels (another only for tests here)
@@ -198,8 +198,8 @@ check)
     read -r arch options < <(python3 -c "import json, torch
 b = torch.load('$dir/best-bf16.pt', weights_only=False)
 print(b['arch'], json.dumps(b.get('model_options') or {}, separators=(',', ':')))")
-    cp "$dir/best-bf16.pt" "$gpu/$arch-best.pt"
-    echo "float weights (bfloat16) for a later lease: $gpu/$arch-best.pt (--init-from $gpu/$arch-best.pt)"
+    cp "$dir/best-bf16.pt" "$gpu/$name-best.pt"  # by run: two runs of one arch keep both
+    echo "float weights (bfloat16) for a later lease: $gpu/$name-best.pt (--init-from $gpu/$name-best.pt)"
     if [ ! -f "$dir/model.bcnn" ]; then  # the first call of two, whose second never came: export here
         echo "no model.bcnn returned: exporting the best epoch here (torch vs engine on the test set)"
         rm -rf "$dir/export"; mkdir -p "$dir/export"; cp "$dir/best-bf16.pt" "$dir/export/best.pt"

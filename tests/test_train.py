@@ -431,6 +431,7 @@ def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
     restarted = check(out2 / "b", exported_there=False)
     assert restarted["meta"]["warm_start"]["init_from"] == str(work / "run-b.prev")
     assert restarted["schedule"] == "exp:2"
+    assert (gpu / "b-best.pt").is_file()  # by run: the two runs of tiny keep both
     weights = torch.load(gpu / "tiny-best.pt", weights_only=False)["model"]
     assert {v.dtype for k, v in weights.items() if k.endswith(".weight") and v.dim() >= 2} == {torch.bfloat16}
 
