@@ -538,7 +538,7 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bd
              "torch_test_acc": float((torch_pred == test_ds.labels).mean()),
              "torch_engine_mismatches": int((torch_pred != engine_pred).sum())}
     before = best.get("epochs_before", 0)
-    recipe = best.get("recipe", {})  # none in a best.pt of session 12 and before
+    recipe = best.get("recipe", {})  # older best.pt files have none
     net.meta.update({"arch": cfg.arch, "epochs_trained": before + best["epoch"], "seed": recipe.get("seed", cfg.seed),
                      "model_options": cfg.model_options, **({"recipe": recipe} if recipe else {}), **check})
     if best.get("init_from"):
