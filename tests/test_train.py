@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -225,6 +226,31 @@ def test_next_epoch_estimate_skips_a_calls_warm_up():
     assert _next_epoch_seconds(history) == 2.0 and _eta(history, 20) == ", about 40 s to go"
     history.append({"epoch": 5, "seconds": 2.0, "finished_at": 5002.5})
     assert _next_epoch_seconds(history) == 2.5
+
+
+def test_glorot_lr_scale_is_binarynets_per_layer_rate(data, tmp_path):
+    """--lr-scale glorot: each binary layer's latent weights learn at lr x BinaryNet's W_LR_scale,
+    sqrt((fan_in + fan_out) / 1.5) with the kernel in both fans; the other parameters at lr."""
+    from bcnn.errors import BcnnError
+    from bcnn.models import build_model
+    from bcnn.train import TrainConfig, glorot_lr_scale, param_groups, train
+
+    assert glorot_lr_scale(torch.empty(128, 128, 3, 3)) == pytest.approx(math.sqrt(2 * 128 * 9 / 1.5))  # 39.2
+    assert glorot_lr_scale(torch.empty(1024, 8192)) == pytest.approx(math.sqrt((8192 + 1024) / 1.5))  # 78.4
+    model = build_model("tiny", **json.loads(OPTIONS))
+    groups = param_groups(model, "glorot")
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters())) and groups[-1]["scale"] == 1.0
+    run = dict(arch="tiny", data=str(data), out_dir=str(tmp_path), batch_size=20, train_limit=40, test_limit=8,
+               progress=False, export=False, model_options=json.loads(OPTIONS), epochs=2, lr=1e-3,
+               schedule="exp:2", lr_scale="glorot")
+    train(TrainConfig(**run))
+    lrs = [g["lr"] for g in torch.load(tmp_path / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"]]
+    factor = lrs[-1] / 1e-3  # the schedule's factor at the last step, the same for every group
+    assert 0 < factor < 1 and lrs[:-1] == pytest.approx([1e-3 * factor * g["scale"] for g in groups[:-1]])
+    with pytest.raises(BcnnError, match="--lr-scale"):  # it defines the run: a resume must keep it
+        train(TrainConfig(resume=True, **{**run, "lr_scale": "none"}))
+    with pytest.raises(BcnnError, match="expected one of"):
+        train(TrainConfig(**{**run, "out_dir": str(tmp_path / "bad"), "lr_scale": "he"}))
 
 
 def test_exponential_schedule_decays_to_its_last_halving(data, tmp_path):

@@ -319,7 +319,8 @@ def cmd_train(args) -> dict:
                       model_options=_json_options(args.options),
                       export_only=args.export_only, export=not args.no_export, precision=args.precision,
                       compile=args.compile, init_from=args.init_from, progress=not args.no_progress,
-                      loss=args.loss, schedule=args.schedule, channels_last=args.channels_last,
+                      loss=args.loss, schedule=args.schedule, lr_scale=args.lr_scale,
+                      channels_last=args.channels_last,
                       checkpoint_every=args.checkpoint_every, stop_after=stop_after,
                       time_budget=args.time_budget)
     return train(cfg)
@@ -437,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="LR schedule: cosine decay to 0 at the end of the run (default); exp:K, BinaryNet's "
                          "exponential decay to lr/2^K at the end; or halve:N, the lr halved every N epochs as in "
                          "Brevitas's bnn_pynq trainer (e.g. --lr 0.02 --schedule halve:40)")
+    sp.add_argument("--lr-scale", choices=["none", "glorot"], default="none",
+                    help="glorot: each binary layer's latent weights learn at lr x sqrt((fan_in + fan_out) / 1.5), "
+                         "BinaryNet's per-layer W_LR_scale (26-78 for binarynet); none: all at lr (default)")
     sp.add_argument("--loss", choices=["ce", "sqrhinge"], default="ce",
                     help="cross-entropy (default) or the squared hinge of BinaryNet and bnn_pynq")
     sp.add_argument("--seed", type=int, default=0, help="weights, shuffles and augmentation (default 0)")

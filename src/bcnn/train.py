@@ -60,6 +60,9 @@ class TrainConfig:
     init_from: str | None = None  # warm start: a run folder (its best.pt) or a .pt file of one
     loss: str = "ce"  # "ce": cross-entropy; "sqrhinge": BinaryNet's and Brevitas bnn_pynq's squared hinge
     schedule: str = "cosine"  # "cosine" to 0 over the run, "exp:K" to lr/2^K, "halve:N" every N epochs
+    # "glorot": each binary layer's latent weights learn at lr x glorot_lr_scale (BinaryNet's W_LR_scale,
+    # 26-78 for binarynet's layers); "none": every parameter at lr
+    lr_scale: str = "none"
     channels_last: bool = False  # NHWC activations and conv weights in training (cuDNN's tensor-core layout)
     # checkpoint.pt after every N-th epoch, the last and every best one: on a GPU its writing is a third of
     # a 1-s epoch
@@ -75,12 +78,14 @@ class TrainConfig:
 
 PRECISIONS = ("fp32", "bf16")
 LOSSES = ("ce", "sqrhinge")
+LR_SCALES = ("none", "glorot")
 # What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
 # and progress may change between resumptions).
 RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
-                "init_from", "loss", "schedule", "time_budget")
+                "init_from", "loss", "schedule", "time_budget", "lr_scale")
 # what best.pt keeps of how it was trained, so that an export elsewhere (--export-only) names the run's recipe
-RECIPE = ("lr", "schedule", "loss", "batch_size", "weight_decay", "seed", "precision", "time_budget")
+RECIPE = ("lr", "lr_scale", "schedule", "loss", "batch_size", "weight_decay", "seed", "precision",
+          "time_budget")
 
 
 def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -176,6 +181,26 @@ def latent_weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [m.weight for m in model.modules() if hasattr(m, "weight_quant") and getattr(m, "weight", None) is not None]
 
 
+def glorot_lr_scale(weight: torch.Tensor) -> float:
+    """BinaryNet's W_LR_scale, 1 / sqrt(1.5 / (fan_in + fan_out)), with its fans: kernel size x input and
+    x output channels for a convolution, inputs and outputs for a dense layer. With Adam, whose step is about
+    lr whatever the gradient's scale, it sets how far a latent weight in [-1, 1] moves per step: wider
+    layers' weights flip more easily."""
+    receptive = weight[0, 0].numel()  # k*k for a convolution's [out, in, k, k], 1 for a dense [out, in]
+    return math.sqrt((weight.shape[0] + weight.shape[1]) * receptive / 1.5)
+
+
+def param_groups(model: torch.nn.Module, lr_scale: str) -> list[dict]:
+    """The optimizer's parameter groups and each one's lr multiplier ("scale"): one group at 1 for "none";
+    for "glorot", one group per binary layer's latent weights at its glorot_lr_scale, then the rest at 1."""
+    if lr_scale == "none":
+        return [{"params": list(model.parameters()), "scale": 1.0}]
+    latent = latent_weights(model)
+    ids = {id(w) for w in latent}
+    return [{"params": [w], "scale": glorot_lr_scale(w)} for w in latent] + \
+        [{"params": [p for p in model.parameters() if id(p) not in ids], "scale": 1.0}]
+
+
 def clip_latent_weights(weights: list[torch.Tensor]) -> None:
     """Keep the latent weights in [-1, 1] (BinaryNet's rule)."""
     with torch.no_grad():  # two multi-tensor kernels instead of one launch per layer (matters on a GPU)
@@ -221,6 +246,8 @@ def train(cfg: TrainConfig) -> dict:
         raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
     if cfg.loss not in LOSSES:
         raise BcnnError(f"--loss {cfg.loss!r}: expected one of {', '.join(LOSSES)}")
+    if cfg.lr_scale not in LR_SCALES:
+        raise BcnnError(f"--lr-scale {cfg.lr_scale!r}: expected one of {', '.join(LR_SCALES)}")
     schedule = parse_schedule(cfg.schedule)
     started = time.time()
     rank, world = _distributed()
@@ -249,7 +276,9 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.channels_last:  # the state dict's values are the same: only the training layout changes
         model.to(memory_format=torch.channels_last)
     # fused Adam: one kernel for all parameters on a GPU (the CPU keeps the default, so CPU runs resume alike)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    groups = param_groups(model, cfg.lr_scale)
+    scales = [g.pop("scale") for g in groups]  # a checkpoint's optimizer state does not keep extra keys
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
                            fused=True if device.type == "cuda" else None)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
     if device.type == "cuda":
@@ -316,8 +345,8 @@ def train(cfg: TrainConfig) -> dict:
         for step, idx in enumerate(batches):
             factor = lr_factor(schedule, at + share * step / steps_per_epoch, epoch * steps_per_epoch + step,
                                steps_per_epoch)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * factor
+            for group, scale in zip(opt.param_groups, scales, strict=True):
+                group["lr"] = cfg.lr * scale * factor
             idx = idx.to(device)
             x = to_float(augment(images[idx], gen))
             if cfg.channels_last:
