@@ -3,13 +3,13 @@
 # calls, and measure how fast.
 #
 #   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA defaults to ../shared/datasets/cifar10
-#   there:  run(command="export CALL_S=570; NAME=b100 bash benchmarks/gpu_train.sh train binarynet 770 ... &
-#                        NAME=sqh bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
+#   there:  run(command="export CALL_S=570; NAME=bn100 bash benchmarks/gpu_train.sh train binarynet 770 ... &
+#                        NAME=bn400 bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
 #               carry=[".gpu"], timeout_s=600)   # docs/models.md has the plan's options
 #   there, at once on the still-warm machine (it is given back after 30 s idle), with the time left:
-#           run(command="bash benchmarks/gpu_train.sh resume b100 190 &
-#                        bash benchmarks/gpu_train.sh resume sqh 190; wait", carry=[".gpu"], timeout_s=210)
-#   here:   bash benchmarks/gpu_train.sh check DIR/b100  # DIR: the call's files_at; then DIR/sqh
+#           run(command="bash benchmarks/gpu_train.sh resume bn100 190 &
+#                        bash benchmarks/gpu_train.sh resume bn400 190; wait", carry=[".gpu"], timeout_s=210)
+#   here:   bash benchmarks/gpu_train.sh check DIR/bn100  # DIR: the call's files_at; then DIR/bn400
 #
 # prepare: puts what the GPU machine lacks into .gpu/ (git-ignored, carried by the call, under 64 MiB):
 #   the wheels of brevitas, qonnx and their dependencies that its image does not hold, and the CIFAR-10
@@ -36,7 +36,7 @@
 # check DIR: unpacks a returned run into .gpu/returned/NAME, exports its best epoch here if no model.bcnn came
 #   back (a plan over two calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
 #   infer` of the model on all 10,000 test images, to ship it, and keeps the float weights as
-#   .gpu/NAME-best.pt (`train ... --init-from .gpu/NAME-best.pt`; NAME: the folder's, e.g. binarynet or b100).
+#   .gpu/NAME-best.pt (`train ... --init-from .gpu/NAME-best.pt`; NAME: the folder's, e.g. binarynet or bn100).
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
 work=${GPU_WORK:-/tmp}  # there: run folders, the unpacked data, the wheels (another only for tests here)
