@@ -15,8 +15,8 @@ ln -s "$PWD/.gpu/cifar10.tar.xz" "$PWD/.gpu/whl" "$root/gpu/"
 export GPU_DIR=$root/gpu GPU_WORK=$root/work
 s="bash benchmarks/gpu_train.sh"
 t0=$(date +%s)
-OUT=$root/out1 bash -c "export CALL_S=$call1; R='--lr-scale glorot --loss sqrhinge --schedule exp:12'
-    NAME=bn100 $s train binarynet $(( call1 + call2 )) --batch-size 100 --lr 1.4e-3 \$R --train-limit 1000 --test-limit 200 &
+OUT=$root/out1 bash -c "export CALL_S=$call1; R='--lr-scale glorot --loss sqrhinge'
+    NAME=bn100 $s train binarynet $(( call1 + call2 )) --batch-size 100 --lr 1.4e-3 \$R --schedule exp:12 --train-limit 1000 --test-limit 200 &
     NAME=bn400 $s train binarynet $(( call1 + call2 )) --batch-size 400 --lr 2.8e-3 \$R --train-limit 1000 --test-limit 200; wait"
 echo "== call 1: $(( $(date +%s) - t0 )) s; returned: $(find "$root/out1" -type f | wc -l) files"
 compgen -G "$root/out1/*/run.tar.part00" > /dev/null || { echo "call 1 returned no run" >&2; exit 1; }
