@@ -330,7 +330,7 @@ def train(cfg: TrainConfig) -> dict:
     latent = latent_weights(model)
     mark = time.time()  # where state["train_seconds"] was last brought up to date
     first_epoch = state["epoch"]
-    for epoch in range(state["epoch"], 0 if cfg.export_only or state["ended"] else cfg.epochs):
+    for epoch in range(first_epoch, 0 if cfg.export_only or state["ended"] else cfg.epochs):
         # where the run stands (0 to 1) and how much of it this epoch is, the same on every rank
         at, share = _progress(cfg, epoch, state["train_seconds"], state["history"], world, device)
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
@@ -402,9 +402,9 @@ def train(cfg: TrainConfig) -> dict:
                                     "config": cfg.__dict__}, ckpt)
         if stop:
             if rank == 0:
-                done = f"{state['train_seconds']:.0f} of {cfg.time_budget:g} s" if cfg.time_budget else \
+                where = f"{state['train_seconds']:.0f} of {cfg.time_budget:g} s" if cfg.time_budget else \
                     f"{epoch + 1} of {cfg.epochs} epochs"
-                print(f"stopped after epoch {epoch + 1} ({done}): the next would end past --stop-after; "
+                print(f"stopped after epoch {epoch + 1} ({where}): the next would end past --stop-after; "
                       f"--resume with the same settings goes on", file=sys.stderr, flush=True)
             break
         if state["ended"]:
@@ -436,8 +436,10 @@ def _next_epoch_seconds(history: list[dict]) -> float:
     run's first epoch, that of the call before: its warm-up is not the epochs to come), else the only
     epoch's own time."""
     gaps = _epoch_gaps(history)
+    if gaps:
+        return gaps[-1]
     timed = [r for r in history if "finished_at" in r]
-    return gaps[-1] if gaps else timed[-1]["seconds"] if timed else 0.0
+    return timed[-1]["seconds"] if timed else 0.0
 
 
 # Every broadcast of _rank0, kept for the life of the process: a gloo worker thread that dropped the last
