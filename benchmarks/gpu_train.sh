@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
-# Train the shipped models on a lent GPU machine (the session's `device` tool), both at once, over one or two
-# calls, and measure how fast.
+# Train the shipped models on a lent GPU machine (the session's `device` tool), both at once, over two or
+# three calls, on the original CIFAR-10, and measure how fast.
 #
-#   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA defaults to ../shared/datasets/cifar10
-#   there:  run(command="export CALL_S=570; NAME=bn100 bash benchmarks/gpu_train.sh train binarynet 770 ... &
-#                        NAME=bn400 bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
-#               carry=[".gpu"], timeout_s=600)   # docs/models.md has the plan's options
-#   there, at once on the still-warm machine (it is given back after 30 s idle), with the time left:
-#           run(command="bash benchmarks/gpu_train.sh resume bn100 190 &
-#                        bash benchmarks/gpu_train.sh resume bn400 190; wait", carry=[".gpu"], timeout_s=210)
-#   here:   bash benchmarks/gpu_train.sh check DIR/bn100  # DIR: the call's files_at; then DIR/bn400
+#   here:   bash benchmarks/gpu_train.sh prepare [DATA]    # DATA: default the original CIFAR-10 (fetched)
+#   there, call 1 (the machine starts; the data's first half comes):
+#           run(command="bash benchmarks/gpu_train.sh stage", carry=[".gpu"], timeout_s=120)
+#   there, call 2 at once (the machine is given back after 30 s idle; the data's second half comes):
+#           run(command="export CALL_S=560; bash benchmarks/gpu_train.sh train cnv 770 ... &
+#                        bash benchmarks/gpu_train.sh train binarynet 770 ...; wait",
+#               carry=[".gpu2"], timeout_s=600)   # docs/models.md has the plan's options
+#   there, call 3 at once, with the time left (status's budget_left_s less about 40 s):
+#           run(command="bash benchmarks/gpu_train.sh resume cnv 190 &
+#                        bash benchmarks/gpu_train.sh resume binarynet 190; wait", timeout_s=210)
+#   here:   bash benchmarks/gpu_train.sh check DIR/cnv  # DIR: the last call's files_at; then DIR/binarynet
 #
-# prepare: puts what the GPU machine lacks into .gpu/ (git-ignored, carried by the call, under 64 MiB):
-#   the wheels of brevitas, qonnx and their dependencies that its image does not hold, and the CIFAR-10
-#   JPEG tree as one .tar.xz (19 MB; the machine reaches no network).
+# prepare: puts what the GPU machine lacks into .gpu/ and .gpu2/ (git-ignored, each carried by one call, a
+#   call carrying 64 MiB with the repository): the wheels of brevitas, qonnx and their dependencies that its
+#   image does not hold, and CIFAR-10 as lossless WebP (benchmarks/cifar_webp.py), 17 MB a batch: the test
+#   batch and training batches 1-2 in .gpu, 3-5 in .gpu2 (the machine reaches no network). DATA defaults to
+#   the original CIFAR-10, which `bcnn fetch-cifar10` writes into $CIFAR_ORIG (~/.cache/bcnn/cifar10-orig)
+#   if it is not there; the targets were measured on it, not on the JPEG copy in ../shared.
+# stage: there, the first call: installs the wheels and unpacks the carried batches (the first half).
 # train ARCH SECONDS [bcnn train options]: one run of bf16, compiled training whose schedule runs by the
 #   clock (`bcnn train --time-budget`) over what SECONDS leave for epochs, so that two runs sharing the GPU,
 #   or one left alone when the other ends, still finish their schedules in time. NAME=N names the run
 #   (default ARCH), for two runs of one ARCH. Two `train`s started together set up the machine once. At the
 #   end, the export and its torch-vs-engine check (EXPORT_S seconds are kept for them). CALL_S=S: this call
 #   has only the first S of the SECONDS (a call may last 10 minutes, a lease 15); the run stops cleanly
-#   then (`bcnn train --stop-after`), `resume` goes on with the rest in a second call, and such a plan
+#   then (`bcnn train --stop-after`), `resume` goes on with the rest in a later call, and such a plan
 #   exports nothing there: `check` does it here. Back in $OUT/NAME come train.log, written as it goes, and
 #   run.tar.partNN (model.bcnn where exported, history.json and the best epoch's float weights in
 #   bfloat16): five files for two runs, of the 8 a call returns. A second `train` of the same NAME on the
@@ -33,22 +40,26 @@
 # profile ARCH [STEPS]: `benchmarks/train_speed.py` there: ms per training step (float32, bf16, bf16 compiled,
 #   bf16 compiled NHWC: if that wins, pass --channels-last to `train`),
 #   then torch.profiler's top operators over STEPS compiled bf16 steps; also as $OUT/profile-ARCH.txt.
-# check DIR: unpacks a returned run into .gpu/returned/NAME, exports its best epoch here if no model.bcnn came
-#   back (a plan over two calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
-#   infer` of the model on all 10,000 test images, to ship it, and keeps the float weights as
-#   .gpu/NAME-best.pt (`train ... --init-from .gpu/NAME-best.pt`; NAME: the folder's, e.g. binarynet or bn100).
+# check DIR: unpacks a returned run into .gpu-returned/NAME (not carried), exports its best epoch here if no model.bcnn came
+#   back (a plan over several calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
+#   infer` of the model on all 10,000 test images of the original CIFAR-10 (DATA=... for another) and of
+#   the JPEG copy, to ship it, and keeps the float weights as .gpu-returned/NAME-best.pt (for `train ...
+#   --init-from`, in a carry of its own; NAME: the folder's, e.g. binarynet or bn100).
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
+gpu2=${GPU2_DIR:-.gpu2}  # the data's second half: one call's carry holds 64 MiB, CIFAR-10 needs two
+returned=${RETURNED:-.gpu-returned}  # here: what came back, unpacked (git-ignored, never carried)
+orig=${CIFAR_ORIG:-$HOME/.cache/bcnn/cifar10-orig}  # here: the original CIFAR-10, as `bcnn fetch-cifar10` writes it
 work=${GPU_WORK:-/tmp}  # there: run folders, the unpacked data, the wheels (another only for tests here)
-cmd=${1:?usage: gpu_train.sh prepare [DATA] | train ARCH SECONDS [options] | resume NAME SECONDS | bench SECONDS NET... | profile ARCH [STEPS] | check DIR}
+cmd=${1:?usage: gpu_train.sh prepare [DATA] | stage | train ARCH SECONDS [options] | resume NAME SECONDS | bench SECONDS NET... | profile ARCH [STEPS] | check DIR}
 shift
 export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch and engine on 10,000 images
 start_s=${START_S:-30}  # a run's start there: python, torch and brevitas imports, data to the GPU
 end_s=${END_S:-20}  # kept at a call's end: the run stops this long before it (returning takes a few seconds)
 # (binarynet's took about 30 s on the H200 machine's 16 cores)
 
-data=$work/gpu-data/cifar10  # there: the carried tree, unpacked
-setup() {  # there: the carried wheels; `setup data` also unpacks the data and decodes it once into the cache
+data=$work/gpu-data/cifar-10-batches-py  # there: the carried batches, unpacked
+setup() {  # there: the carried wheels; `setup stage` also unpacks the batches carried so far, `setup data` all six
     mkdir -p "$work"
     export PYTHONPATH=$work/site:$PWD/src PYTHONUNBUFFERED=1
     exec {lock}>"$work"/gpu-setup.lock && flock "$lock"  # two `train`s started together set up once
@@ -56,20 +67,26 @@ setup() {  # there: the carried wheels; `setup data` also unpacks the data and d
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work"/site "$gpu"/whl/*.whl
         nvidia-smi -L || true
     fi
+    if [ -n "${1:-}" ]; then
+        local carried=(); local d
+        for d in "$gpu/cifar" "$gpu2/cifar"; do [ -d "$d" ] && carried+=("$d"); done
+        [ ${#carried[@]} = 0 ] || python3 benchmarks/cifar_webp.py unpack "$work/gpu-data" "${carried[@]}" > /dev/null
+    fi
     if [ "${1:-}" = data ]; then
-        if [ ! -d "$data" ]; then
-            mkdir -p "$data"
-            python3 -c "import tarfile; tarfile.open('$gpu/cifar10.tar.xz').extractall('$data', filter='data')"
-        fi
-        python3 -c "from bcnn import data; [data.load('$data', s) for s in ('train', 'test')]"
+        local b
+        for b in test_batch data_batch_{1..5}; do
+            [ -f "$data/$b" ] || { echo "setup: no $b yet: .gpu comes with the first call (stage), .gpu2 with train's" >&2
+                                   exit 2; }
+        done
     fi
     flock -u "$lock"
 }
 
 case $cmd in
 prepare)
-    tree=${1:-../shared/datasets/cifar10}
-    mkdir -p "$gpu/whl"  # .gitignore holds /.gpu/
+    src=${1:-$orig}
+    [ -n "${1:-}" ] || [ -d "$orig/cifar-10-batches-py" ] || bcnn fetch-cifar10 --out "$orig"
+    mkdir -p "$gpu/whl"  # .gitignore holds /.gpu/ and /.gpu2/
     # pinned to what tests pass with here; the machine's image has torch, numpy, numba, onnx, onnxruntime,
     # onnxscript, pillow, tqdm, attrs, protobuf, zipp and the rest
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -77,12 +94,23 @@ prepare)
         -d "$gpu/whl" brevitas==0.13.4 dependencies==2.0.1 unfoldNd==0.2.3 onnxoptimizer==0.4.2 qonnx==1.0.0 \
         bitstring==5.0.0 tibs==2.0.2 clize==5.0.2 sigtools==4.0.1 docutils==0.23 od==2.0.2 toposort==1.10 \
         importlib_metadata==10.2.0 lazy-importer==0.1.0
-    # a call carries files, not folders of 60,000 of them; xz also shares the JPEG headers (57 -> 19 MB)
-    rm -rf "$gpu/cifar10"
-    tar -C "$tree" -cf - . | xz -6 -T2 > "$gpu/cifar10.tar.xz"
-    # the call carries the repository and $gpu: 64 MiB at most
-    { git ls-files -z | xargs -0 stat -c %s; find "$gpu" -type f -printf '%s\n'; } |
-        awk '{s += $1} END {printf "repository + %s: %.1f MiB of the 64 MiB a call carries\n", "'"$gpu"'", s / 1048576}'
+    rm -f "$gpu/cifar10.tar.xz"  # the JPEG copy that sessions 6-12 carried
+    # packing takes about 10 minutes of this machine: done again only for another DATA
+    if [ "$(cat "$gpu2/cifar/SOURCE" 2>/dev/null)" != "$(realpath "$src")" ]; then
+        rm -rf "$gpu/cifar" "$gpu2/cifar"
+        python3 benchmarks/cifar_webp.py pack "$src" "$gpu/cifar:test_batch,data_batch_1,data_batch_2" \
+            "$gpu2/cifar:data_batch_3,data_batch_4,data_batch_5"
+        realpath "$src" > "$gpu2/cifar/SOURCE"
+    fi
+    # each call carries the repository and one of the two folders: 64 MiB at most
+    for carry in "$gpu" "$gpu2"; do
+        { git ls-files -z | xargs -0 stat -c %s; find "$carry" -type f -printf '%s\n'; } |
+            awk '{s += $1} END {printf "repository + %s: %.1f MiB of the 64 MiB a call carries\n", "'"$carry"'", s / 1048576}'
+    done
+    ;;
+stage)
+    setup stage
+    echo "staged: $(ls "$data" | tr '\n' ' ')"
     ;;
 train|resume)
     if [ "$cmd" = train ]; then
@@ -187,9 +215,9 @@ profile)
         tee "$out/profile-$arch.txt"
     ;;
 check)
-    dir=${1:?DIR}; name=$(basename "$dir")
+    dir=${1:?DIR}; name=$(basename "$dir"); mkdir -p "$returned"
     if compgen -G "$dir/run.tar.part*" > /dev/null; then  # the returned folder is read-only: unpack beside .gpu
-        x=$gpu/returned/$name; rm -rf "$x"; mkdir -p "$x"
+        x=$returned/$name; rm -rf "$x"; mkdir -p "$x"
         cat "$dir"/run.tar.part* | tar -x -C "$x"
         dir=$x
     fi
@@ -198,16 +226,20 @@ check)
     read -r arch options < <(python3 -c "import json, torch
 b = torch.load('$dir/best-bf16.pt', weights_only=False)
 print(b['arch'], json.dumps(b.get('model_options') or {}, separators=(',', ':')))")
-    cp "$dir/best-bf16.pt" "$gpu/$name-best.pt"  # by run: two runs of one arch keep both
-    echo "float weights (bfloat16) for a later lease: $gpu/$name-best.pt (--init-from $gpu/$name-best.pt)"
+    cp "$dir/best-bf16.pt" "$returned/$name-best.pt"  # by run: two runs of one arch keep both
+    echo "float weights (bfloat16) for a later lease: $returned/$name-best.pt (--init-from, in a carry of its own)"
     if [ ! -f "$dir/model.bcnn" ]; then  # the first call of two, whose second never came: export here
         echo "no model.bcnn returned: exporting the best epoch here (torch vs engine on the test set)"
         rm -rf "$dir/export"; mkdir -p "$dir/export"; cp "$dir/best-bf16.pt" "$dir/export/best.pt"
-        bcnn train --arch "$arch" --options "$options" --data "${DATA:-../shared/datasets/cifar10}" \
+        bcnn train --arch "$arch" --options "$options" --data "${DATA:-$orig}" \
             --out "$dir/export" --export-only --no-progress > /dev/null
         cp "$dir/export/model.bcnn" "$dir/"
     fi
-    bcnn infer "$dir/model.bcnn" --data "${DATA:-../shared/datasets/cifar10}" --json
+    for test in "${DATA:-$orig}" ../shared/datasets/cifar10; do  # the targets' data, then the JPEG copy
+        [ -e "$test" ] || continue
+        echo "== bcnn infer on $test"
+        bcnn infer "$dir/model.bcnn" --data "$test" --json
+    done
     echo "model: $dir/model.bcnn"
     if [ -f "$dir/history.json" ]; then
         # a halving schedule goes on at the lr that followed the best epoch (a cosine one restarts instead)
