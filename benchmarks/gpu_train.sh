@@ -42,8 +42,8 @@
 #   then torch.profiler's top operators over STEPS compiled bf16 steps; also as $OUT/profile-ARCH.txt.
 # check DIR: unpacks a returned run into .gpu-returned/NAME (not carried), exports its best epoch here if no model.bcnn came
 #   back (a plan over several calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
-#   infer` of the model on all 10,000 test images of the original CIFAR-10 (DATA=... for another) and of
-#   the JPEG copy, to ship it, and keeps the float weights as .gpu-returned/NAME-best.pt (for `train ...
+#   infer` of the model on all 10,000 test images of the original CIFAR-10 and of the JPEG copy (DATA=...:
+#   on that alone), to ship it, and keeps the float weights as .gpu-returned/NAME-best.pt (for `train ...
 #   --init-from`, in a carry of its own; NAME: the folder's, e.g. binarynet or bn100).
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
@@ -68,8 +68,10 @@ setup() {  # there: the carried wheels; `setup stage` also unpacks the batches c
         nvidia-smi -L || true
     fi
     if [ -n "${1:-}" ]; then
-        local carried=(); local d
-        for d in "$gpu/cifar" "$gpu2/cifar"; do [ -d "$d" ] && carried+=("$d"); done
+        local carried=() w
+        for w in "$gpu"/cifar/*.webp "$gpu2"/cifar/*.webp; do  # those not unpacked yet
+            [ -f "$w" ] && [ ! -f "$data/$(basename "$w" .webp)" ] && carried+=("$(dirname "$w")")
+        done
         [ ${#carried[@]} = 0 ] || python3 benchmarks/cifar_webp.py unpack "$work/gpu-data" "${carried[@]}" > /dev/null
     fi
     if [ "${1:-}" = data ]; then
@@ -98,8 +100,7 @@ prepare)
     # packing takes about 10 minutes of this machine: done again only for another DATA
     if [ "$(cat "$gpu2/cifar/SOURCE" 2>/dev/null)" != "$(realpath "$src")" ]; then
         rm -rf "$gpu/cifar" "$gpu2/cifar"
-        python3 benchmarks/cifar_webp.py pack "$src" "$gpu/cifar:test_batch,data_batch_1,data_batch_2" \
-            "$gpu2/cifar:data_batch_3,data_batch_4,data_batch_5"
+        python3 benchmarks/cifar_webp.py pack "$src" "$gpu/cifar" "$gpu2/cifar"
         realpath "$src" > "$gpu2/cifar/SOURCE"
     fi
     # each call carries the repository and one of the two folders: 64 MiB at most
@@ -235,7 +236,8 @@ print(b['arch'], json.dumps(b.get('model_options') or {}, separators=(',', ':'))
             --out "$dir/export" --export-only --no-progress > /dev/null
         cp "$dir/export/model.bcnn" "$dir/"
     fi
-    for test in "${DATA:-$orig}" ../shared/datasets/cifar10; do  # the targets' data, then the JPEG copy
+    tests=("${DATA:-$orig}"); [ -z "${DATA:-}" ] && tests+=(../shared/datasets/cifar10)  # the targets' data, the JPEG copy
+    for test in "${tests[@]}"; do
         [ -e "$test" ] || continue
         echo "== bcnn infer on $test"
         bcnn infer "$dir/model.bcnn" --data "$test" --json

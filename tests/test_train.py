@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from bcnn.engine.reference import predict, run_reference
 OPTIONS = json.dumps({"input_size": 8, "channels": [8, 8], "fc": [16]})
 
 
-def _dataset(root, per_class: int, seed: int = 0):
-    """Learnable 8x8 images: each of 4 classes has its own colour, plus noise."""
+def _dataset(root, per_class: int, seed: int = 0, size: int = 8):
+    """Learnable images (8x8 unless ``size``): each of 4 classes has its own colour, plus noise."""
     rng = np.random.default_rng(seed)
     colours = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220], [200, 200, 60]])
     for split, n in (("train", per_class), ("test", max(10, per_class // 4))):
@@ -34,7 +33,7 @@ def _dataset(root, per_class: int, seed: int = 0):
             d = root / split / f"class{c}"
             d.mkdir(parents=True)
             for i in range(n):
-                img = np.clip(colour + rng.normal(0, 30, (8, 8, 3)), 0, 255).astype(np.uint8)
+                img = np.clip(colour + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(img).save(d / f"{i:04d}.png")
     return root
 
@@ -409,56 +408,70 @@ def _returnable(out: Path) -> list[Path]:
     return files
 
 
-def test_gpu_train_script_two_runs_over_two_calls(data, tmp_path):
-    """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU: two runs at once in the first call, one of
-    them planned over two calls (stopped cleanly, then resumed in the second, as a lease's 10-minute calls
+def test_gpu_train_script_two_runs_over_three_calls(tmp_path):
+    """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU: the first call stages the data's first
+    half (a `train` then refuses to start), the second brings the rest and trains two runs at once, one of
+    them planned over two calls (stopped cleanly, then resumed in the third, as a lease's 10-minute calls
     need, its schedule by the clock, exported here by `check`), the other warm-restarted from its first run
-    in the second call and exported there; `check` here of every returned folder."""
+    in the third call and exported there; `check` here of every returned folder."""
     repo = Path(__file__).resolve().parents[1]
-    gpu, work = tmp_path / "gpu", tmp_path / "work"
-    gpu.mkdir()
-    with tarfile.open(gpu / "cifar10.tar.xz", "w:xz") as tar:  # what `prepare` carries
-        tar.add(data, arcname=".")
+    data = _dataset(tmp_path / "data", per_class=25, size=32)  # CIFAR-10's image size, as the carry packs it
+    gpu, gpu2, work, returned = tmp_path / "gpu", tmp_path / "gpu2", tmp_path / "work", tmp_path / "returned"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GPU_DIR": str(gpu), "GPU_WORK": str(work), "EXPORT_S": "10", "START_S": "2", "END_S": "8",
+           "GPU_DIR": str(gpu), "GPU2_DIR": str(gpu2), "GPU_WORK": str(work), "RETURNED": str(returned),
+           "EXPORT_S": "10", "START_S": "2", "END_S": "8",
            "COMPILE": "0", "OMP_NUM_THREADS": "1"}  # eager: compiling tiny takes longer than training it
     script = f"bash {repo / 'benchmarks' / 'gpu_train.sh'}"
+    tiny = "--options '{\"input_size\": 32, \"channels\": [8, 8], \"fc\": [16]}' --batch-size 20"
 
-    def call(command: str, out: Path, **extra: str) -> str:
+    def call(command: str, out: Path, ok: bool = True, **extra: str) -> str:
         proc = subprocess.run(["bash", "-c", command], cwd=repo, env={**env, "OUT": str(out), **extra},
                               capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert (proc.returncode == 0) == ok, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
+    # what `prepare` carries, without its downloads: the data in two halves (the wheels are installed here)
+    call(f"python benchmarks/cifar_webp.py pack {data} {gpu / 'cifar'} {gpu2 / 'cifar'}", tmp_path)
+    assert sorted(p.name for p in (gpu / "cifar").glob("*.webp")) == \
+        ["data_batch_1.webp", "data_batch_2.webp", "test_batch.webp"]
+    hidden = gpu2.rename(tmp_path / "gpu2-later")  # call 1 carries only the first half
+    assert "staged: data_batch_1 data_batch_2 test_batch" in call(f"{script} stage", tmp_path / "out1")
+    assert "no data_batch_3 yet" in call(f"{script} train tiny 30 {tiny}", tmp_path / "out0", ok=False)
+    hidden.rename(gpu2)
+
     both = "{} & a=$!; {}; b=$?; wait $a && exit $b"
-    out1, out2 = tmp_path / "out1", tmp_path / "out2"
-    log = call(both.format(f"CALL_S=25 {script} train tiny 50 --batch-size 20",
-                           f"NAME=b {script} train tiny 60 --batch-size 20 --epochs 3"), out1)
+    out2, out3 = tmp_path / "out2", tmp_path / "out3"
+    log = call(both.format(f"CALL_S=40 {script} train tiny 70 {tiny}",
+                           f"NAME=b {script} train tiny 70 {tiny} --epochs 3"), out2)
     assert "in 2 call(s)" in log and "in 1 call(s)" in log and "stopped after epoch" in log
-    assert {f.name for f in _returnable(out1)} >= {"train.log", "run.tar.part00"}
+    assert {f.name for f in _returnable(out2)} >= {"train.log", "run.tar.part00"}
+    # the unpacked batches are the packed images, exactly
+    test = load(work / "gpu-data" / "cifar-10-batches-py", split="test")
+    assert np.array_equal(test.images, load(data, split="test").images)
     # generous budgets, for a loaded machine: the runs end by their clocks or --epochs, well before them
-    log = call(both.format(f"{script} resume tiny 60",
-                           f"NAME=b {script} train tiny 60 --batch-size 20 --epochs 1 --schedule exp:2 "
-                           f"--init-from {work / 'run-b.prev'}"), out2)
-    _returnable(out2)
+    log = call(both.format(f"{script} resume tiny 70",
+                           f"NAME=b {script} train tiny 70 {tiny} --epochs 1 --schedule exp:2 "
+                           f"--init-from {work / 'run-b.prev'}"), out3)
+    _returnable(out3)
 
     def check(folder: Path, exported_there: bool) -> dict:
         log = call(f"{script} check {folder}", folder, DATA=str(data))
         assert '"accuracy"' in log and ("exporting the best epoch here" in log) == exported_there
-        returned = gpu / "returned" / folder.name
-        assert ir.load(returned / "model.bcnn").meta["torch_engine_mismatches"] == 0
-        return {**json.loads((returned / "history.json").read_text()), "meta": ir.load(returned / "model.bcnn").meta}
+        assert log.count("== bcnn infer on") == 1  # DATA given: not the JPEG copy too
+        unpacked = returned / folder.name
+        assert ir.load(unpacked / "model.bcnn").meta["torch_engine_mismatches"] == 0
+        return {**json.loads((unpacked / "history.json").read_text()), "meta": ir.load(unpacked / "model.bcnn").meta}
 
-    stopped = check(out1 / "tiny", exported_there=True)
+    stopped = check(out2 / "tiny", exported_there=True)
     assert stopped["stopped_early"]
-    finished = check(out2 / "tiny", exported_there=True)
+    finished = check(out3 / "tiny", exported_there=True)
     assert finished["epochs"] > stopped["epochs"] and finished["history"][:stopped["epochs"]] == stopped["history"]
-    assert not finished["stopped_early"]  # its schedule ended by the clock, in the second call
-    restarted = check(out2 / "b", exported_there=False)
+    assert not finished["stopped_early"]  # its schedule ended by the clock, in the third call
+    restarted = check(out3 / "b", exported_there=False)
     assert restarted["meta"]["warm_start"]["init_from"] == str(work / "run-b.prev")
     assert restarted["schedule"] == "exp:2"
-    assert (gpu / "b-best.pt").is_file()  # by run: the two runs of tiny keep both
-    weights = torch.load(gpu / "tiny-best.pt", weights_only=False)["model"]
+    assert (returned / "b-best.pt").is_file()  # by run: the two runs of tiny keep both
+    weights = torch.load(returned / "tiny-best.pt", weights_only=False)["model"]
     assert {v.dtype for k, v in weights.items() if k.endswith(".weight") and v.dim() >= 2} == {torch.bfloat16}
 
 
