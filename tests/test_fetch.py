@@ -49,6 +49,7 @@ def test_png_rows_become_cifar_batches(tmp_path):
     assert train.labels.tolist() == labels["train_lables.json"]
     assert test.labels.tolist() == labels["test_lables.json"]
     assert test.classes == data.CIFAR10_CLASSES
+    assert train.source == test.source == "cifar-10-batches-py"  # an export records it beside its accuracy
 
 
 def test_checks_refuse_a_different_tarball(tmp_path):

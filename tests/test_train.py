@@ -58,6 +58,7 @@ def test_two_epochs_beat_chance_and_export_is_exact(data, tmp_path):
     summary = _train(data, tmp_path / "run", 2)
     assert summary["epochs"] == 2 and summary["best_acc"] > 0.5  # chance is 0.25
     net = ir.load(tmp_path / "run" / "model.bcnn")
+    assert net.meta["test_data"] == "class-folder tree"  # which data the recorded accuracy is on
     test = load(data, split="test")
     engine_acc = float((predict(net, run_reference(net, test.images)) == test.labels).mean())
     assert engine_acc == pytest.approx(summary["best_acc"])  # the torch model and the engine agree

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ class Dataset:
     images: np.ndarray  # uint8 (N, H, W, C)
     labels: np.ndarray | None  # int64 (N,)
     classes: list[str]
+    source: str = ""  # the format read: "cifar-10-batches-py", "class-folder tree", ".npy" or ".npz"
 
     def __len__(self) -> int:
         return len(self.images)
@@ -34,7 +35,7 @@ class Dataset:
     def head(self, n: int | None) -> Dataset:
         if n is None:
             return self
-        return Dataset(self.images[:n], None if self.labels is None else self.labels[:n], self.classes)
+        return replace(self, images=self.images[:n], labels=None if self.labels is None else self.labels[:n])
 
 
 def load(path: str | os.PathLike, split: str = "test", limit: int | None = None) -> Dataset:
@@ -50,17 +51,17 @@ def load(path: str | os.PathLike, split: str = "test", limit: int | None = None)
                         "folder, or a .npy/.npz of uint8 images shaped (N, H, W, C))")
     if p.is_file():
         if p.suffix == ".npy":
-            return _check(_load_npy(p), p).head(limit)
+            return replace(_check(_load_npy(p), p).head(limit), source=".npy")
         if p.suffix == ".npz":
-            return _check(_load_npz(p), p).head(limit)
+            return replace(_check(_load_npz(p), p).head(limit), source=".npz")
         raise BcnnError(f"{p}: unsupported file type {p.suffix!r} (expected .npy or .npz)")
     if (p / "data_batch_1").exists() or (p / "test_batch").exists():
-        return _check(_load_cifar_batches(p, split), p).head(limit)
+        return replace(_check(_load_cifar_batches(p, split), p).head(limit), source="cifar-10-batches-py")
     if (p / "cifar-10-batches-py").is_dir():
         return load(p / "cifar-10-batches-py", split, limit)
     if (p / split).is_dir():
         return load(p / split, split, limit)
-    return _check(_load_folder(p, limit), p)
+    return replace(_check(_load_folder(p, limit), p), source="class-folder tree")
 
 
 def _check(ds: Dataset, where: Path) -> Dataset:

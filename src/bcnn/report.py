@@ -131,7 +131,8 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, str]:
         {"figure": "accuracy on these images", "value": "n/a" if s["accuracy"] is None else f"{s['accuracy']:.1%}",
          "source": "measured (integer engine)"},
         *([{"figure": "model accuracy, whole test set", "value": f"{s['model_test_accuracy']:.2%} of "
-            f"{s['model_test_images']:,} images", "source": "measured at export (integer engine; torch vs engine "
+            f"{s['model_test_images']:,} images" + (f" ({s['model_test_data']})" if s.get("model_test_data") else ""),
+            "source": "measured at export (integer engine; torch vs engine "
             f"mismatches: {s.get('model_torch_mismatches')})"}]
           if s.get("model_test_accuracy") is not None else []),
         {"figure": "RTL vs engine mismatches", "value": s.get("rtl_mismatches", s["mismatches"]),

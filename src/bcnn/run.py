@@ -119,6 +119,7 @@ def run_flow(model: str = "binarynet", device: str = "xc7vx690t", clock_mhz: flo
         # as recorded when the model was exported (bcnn.train.export_best): its whole test set
         "model_test_accuracy": net.meta.get("engine_test_acc"),
         "model_test_images": net.meta.get("test_images"),
+        "model_test_data": net.meta.get("test_data"),  # the format: cifar-10-batches-py is the original CIFAR-10
         "model_epochs": net.meta.get("epochs_trained"),
         "model_torch_mismatches": net.meta.get("torch_engine_mismatches"),
         "mismatches": sim["mismatches"] + fast_mismatches + torch_mismatches,
@@ -165,8 +166,9 @@ def _text(s: dict) -> str:
     if s["accuracy"] is not None:
         lines.append(f"  accuracy on these images: {s['accuracy']:.1%}")
     if s.get("model_test_accuracy") is not None:
+        data = f"{s['model_test_data']}; " if s.get("model_test_data") else ""
         lines.append(f"  model accuracy at export: {s['model_test_accuracy']:.2%} on {s['model_test_images']:,} test "
-                     f"images (epochs trained: {s['model_epochs']})")
+                     f"images ({data}epochs trained: {s['model_epochs']})")
     lines += [
         f"  II {s['ii_cycles']:,g} cycles (planned {s['planned_ii_cycles']:,}), "
         f"latency {s['latency_cycles']:,} cycles = {s['latency_us']:.1f} us (planned {s['planned_latency_cycles']:,})",

@@ -565,7 +565,8 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bd
     net = compile_onnx(onnx_path)
     torch_pred = predictions(model, test_ds.images)
     engine_pred = predict(net, run_fast(net, test_ds.images))
-    check = {"test_images": len(test_ds), "engine_test_acc": float((engine_pred == test_ds.labels).mean()),
+    check = {"test_images": len(test_ds), "test_data": test_ds.source,
+             "engine_test_acc": float((engine_pred == test_ds.labels).mean()),
              "torch_test_acc": float((torch_pred == test_ds.labels).mean()),
              "torch_engine_mismatches": int((torch_pred != engine_pred).sum())}
     before = best.get("epochs_before", 0)
