@@ -13,6 +13,9 @@
 #           run(command="bash benchmarks/gpu_train.sh resume cnv 190 &
 #                        bash benchmarks/gpu_train.sh resume binarynet 190; wait", timeout_s=210)
 #   here:   bash benchmarks/gpu_train.sh check DIR/cnv  # DIR: the last call's files_at; then DIR/binarynet
+#   warm restarts (session 14): the --init-from weights (shrink_checkpoint) in a carry of their own,
+#   .gpu-init (binarynet's 28 MB fit neither data carry), so stage both halves first, then train in one
+#   call; three runs at once need START_S=70. The four calls: docs/models.md, "Session 14".
 #
 # prepare: puts what the GPU machine lacks into .gpu/ and .gpu2/ (git-ignored, each carried by one call, a
 #   call carrying 64 MiB with the repository): the wheels of brevitas, qonnx and their dependencies that its
