@@ -8,9 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bcnn import ir
+from bcnn import data, ir
 from bcnn.cli import DEFAULT_CLOCK_MHZ, DEFAULT_DEVICE, DEFAULT_MODEL
 from bcnn.plan import make_plan
 from bcnn.rtl.generate import generate
@@ -88,3 +89,12 @@ def test_bundled_synthesis_holds_nothing_stale(run_designs: dict[str, list[dict]
     needed = {e["key"] for engines in run_designs.values() for e in engines}
     stale = sorted(p.name for p in BUNDLED_CACHE.glob("*.json") if p.stem not in needed)
     assert not stale, f"bundled Yosys results no bundled model's run design uses (delete them): {stale}"
+
+
+def test_bundled_sample_holds_every_class_in_turn() -> None:
+    """The default images of every command (benchmarks/bundle_sample.py): any first N hold each class about
+    equally, so `bcnn run --images 10` already sees all ten."""
+    ds = data.load(ir.bundled_models_dir() / "cifar10_test_300.npz")
+    assert ds.images.shape == (300, 32, 32, 3) and ds.images.dtype == np.uint8
+    assert ds.labels.tolist() == list(range(10)) * 30
+    assert list(ds.classes)[:2] == ["airplane", "automobile"] and len(ds.classes) == 10
