@@ -15,7 +15,8 @@
 #   here:   bash benchmarks/gpu_train.sh check DIR/cnv  # DIR: the last call's files_at; then DIR/binarynet
 #   warm restarts (session 14): the --init-from weights (shrink_checkpoint) in a carry of their own,
 #   .gpu-init (binarynet's 28 MB fit neither data carry), so stage both halves first, then train in one
-#   call; three runs at once need START_S=70. The four calls: docs/models.md, "Session 14".
+#   call (its schedule ends at the call's stop, `bcnn train --budget-to-stop`, however long three runs
+#   starting at once take to start). The four calls: docs/models.md, "Session 14".
 #
 # prepare: puts what the GPU machine lacks into .gpu/ and .gpu2/ (git-ignored, each carried by one call, a
 #   call carrying 64 MiB with the repository): the wheels of brevitas, qonnx and their dependencies that its
@@ -140,8 +141,10 @@ train|resume)
         # The schedule runs by the clock (`bcnn train --time-budget`), over the epoch loop's seconds: the
         # budget less this setup, each call's start (START_S) and the END_S each call keeps at its end, and
         # the export. So two runs sharing the GPU, or one left alone when the other ends, still finish their
-        # schedules on time.
-        loop_s=$(( budget - ($(date +%s) - started) - calls * (start_s + end_s) - export_s ))
+        # schedules on time. A one-call plan charges no start: its run fits the schedule to the stop once
+        # started (`bcnn train --budget-to-stop`), however long three runs starting at once take.
+        starts=$calls; [ "$calls" = 1 ] && starts=0
+        loop_s=$(( budget - ($(date +%s) - started) - starts * start_s - calls * end_s - export_s ))
         [ "$loop_s" -gt 0 ] || { echo "train: $budget s leave no time to train" >&2; exit 2; }
         # options after ARCH SECONDS come last, so they may override these
         # the checkpoint (170 MB for binarynet, with Adam's state) every 10th epoch and every best one: written
@@ -162,7 +165,8 @@ train|resume)
     # seconds); the timeout is only a guard against an epoch far longer than the ones before it
     attempt() {
         declare -p run > "$work/run-$name.args"  # what `resume` goes on with
-        local extra=(); [ "$calls" = 2 ] && extra=(--no-export)
+        # one call: the schedule ends at the stop, however long the start took; two: the rest is the next call's
+        local extra=(--budget-to-stop); [ "$calls" = 2 ] && extra=(--no-export)
         local stop_s=$(( call_end - $(date +%s) - export_s - end_s ))
         timeout $(( call_end - $(date +%s) - 2 )) "${run[@]}" "${extra[@]}" --stop-after "$(( stop_s > 1 ? stop_s : 1 ))" \
             2>&1 | tee -a "$out/train.log"

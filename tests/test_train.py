@@ -213,6 +213,25 @@ def test_time_budget_plans_the_run_by_the_clock(data, tmp_path):
     assert again["epochs"] == done["epochs"]
 
 
+
+def test_budget_to_stop_ends_the_schedule_at_the_stop(data, tmp_path):
+    """--budget-to-stop: a one-call plan whose budget was guessed too large (three runs starting at once
+    took 65 s against the 30 s charged on session 14's lease, and stopped 93% into their cosines) fits its
+    schedule to --stop-after at its first epoch, and so ends it there instead of being cut off."""
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    run = dict(arch="tiny", data=str(data), batch_size=20, train_limit=40, test_limit=8, progress=False,
+               export=False, model_options=json.loads(OPTIONS), epochs=1_000_000, time_budget=3600.0, stop_after=4.0)
+    cut = train(TrainConfig(out_dir=str(tmp_path / "cut"), **run))
+    assert cut["stopped_early"] and cut["history"][-1]["progress"] < 0.01
+    fitted = train(TrainConfig(out_dir=str(tmp_path / "fitted"), budget_to_stop=True, **run))
+    assert not fitted["stopped_early"] and fitted["history"][-1]["progress"] > 0.5
+    state = torch.load(tmp_path / "fitted" / "checkpoint.pt", weights_only=False)["state"]
+    assert state["ended"] and state["time_budget"] < 4.0
+    with pytest.raises(BcnnError, match="--budget-to-stop"):
+        train(TrainConfig(out_dir=str(tmp_path / "bad"), budget_to_stop=True, **{**run, "stop_after": None}))
+
 def test_next_epoch_estimate_skips_a_calls_warm_up():
     """A call's first epoch also compiles the model (88 s against 1.7 s on session 12's GPU lease, where it
     ended a resumed run after one epoch): the estimate of the next epoch is the last gap within one call."""

@@ -322,7 +322,7 @@ def cmd_train(args) -> dict:
                       loss=args.loss, schedule=args.schedule, lr_scale=args.lr_scale,
                       channels_last=args.channels_last,
                       checkpoint_every=args.checkpoint_every, stop_after=stop_after,
-                      time_budget=args.time_budget)
+                      time_budget=args.time_budget, budget_to_stop=args.budget_to_stop)
     return train(cfg)
 
 
@@ -465,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stop-after", type=positive, metavar="SECONDS",
                     help="stop cleanly at the end of the last epoch that fits in SECONDS from the command's start, "
                          "checkpoint written (and the best epoch so far exported), for --resume to go on later")
+    sp.add_argument("--budget-to-stop", action="store_true",
+                    help="with --time-budget and --stop-after: a new run's schedule ends at --stop-after, its "
+                         "budget shrunk by however long the start took (one call on a machine lent for a fixed time)")
     sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "
                     "(its folder, for its best epoch, or a .pt file of it), with a fresh optimizer and LR "
                     "schedule; to train on after a run's schedule has ended")

@@ -74,6 +74,10 @@ class TrainConfig:
     # testing, checkpoints; not the start-up), and the run ends when its next epoch would not fit;
     # `epochs` is then only a cap. Not reproducible: the lr of each step depends on the clock.
     time_budget: float | None = None
+    # with time_budget and stop_after, a new run's schedule ends at the stop: its budget shrinks by however
+    # long the start took (a one-call plan on a lent machine, where three runs starting at once may take a
+    # minute and more to reach their first epoch)
+    budget_to_stop: bool = False
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -240,6 +244,8 @@ def train(cfg: TrainConfig) -> dict:
     for name, value in (("stop-after", cfg.stop_after), ("time-budget", cfg.time_budget)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise BcnnError(f"--{name} must be a positive number of seconds, got {value}")
+    if cfg.budget_to_stop and not (cfg.time_budget and cfg.stop_after):
+        raise BcnnError("--budget-to-stop needs --time-budget and --stop-after")
     if cfg.export_only and not cfg.export:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if cfg.precision not in PRECISIONS:
@@ -328,11 +334,15 @@ def train(cfg: TrainConfig) -> dict:
     images = torch.from_numpy(train_ds.images).to(device)
     labels = torch.from_numpy(train_ds.labels).to(device)
     latent = latent_weights(model)
+    budget = state.get("time_budget", cfg.time_budget)  # a budget fitted to the stop is the run's from then on
+    if cfg.budget_to_stop and state["epoch"] == 0 and not cfg.export_only:
+        budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (time.time() - started))), world, device)
+        state["time_budget"] = budget
     mark = time.time()  # where state["train_seconds"] was last brought up to date
     first_epoch = state["epoch"]
     for epoch in range(first_epoch, 0 if cfg.export_only or state["ended"] else cfg.epochs):
         # where the run stands (0 to 1) and how much of it this epoch is, the same on every rank
-        at, share = _progress(cfg, epoch, state["train_seconds"], state["history"], world, device)
+        at, share = _progress(cfg.epochs, budget, epoch, state["train_seconds"], state["history"], world, device)
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
         perm = torch.randperm(len(train_ds), generator=gen)
         batches = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)][rank::world]
@@ -340,7 +350,7 @@ def train(cfg: TrainConfig) -> dict:
         t0, seen = time.time(), 0
         # summed on the device: reading the loss every step would make a GPU wait for the host each batch
         loss_sum = torch.zeros((), device=device)
-        bar = _bar(len(batches), f"epoch {epoch + 1}" + ("" if cfg.time_budget else f"/{cfg.epochs}"),
+        bar = _bar(len(batches), f"epoch {epoch + 1}" + ("" if budget else f"/{cfg.epochs}"),
                    cfg.progress and rank == 0)
         for step, idx in enumerate(batches):
             factor = lr_factor(schedule, at + share * step / steps_per_epoch, epoch * steps_per_epoch + step,
@@ -371,7 +381,7 @@ def train(cfg: TrainConfig) -> dict:
         state["train_seconds"] += now - mark
         mark = now
         # the lr the next epoch starts at, so that a log shows where a schedule stands
-        done = state["train_seconds"] / cfg.time_budget if cfg.time_budget else (epoch + 1) / cfg.epochs
+        done = state["train_seconds"] / budget if budget else (epoch + 1) / cfg.epochs
         record = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, seen), "test_acc": acc,
                   "seconds": now - t0, "finished_at": now, "progress": min(done, 1.0),
                   "lr": cfg.lr * lr_factor(schedule, done, (epoch + 1) * steps_per_epoch, steps_per_epoch)}
@@ -380,14 +390,14 @@ def train(cfg: TrainConfig) -> dict:
         state["history"].append(record)
         state["epoch"] = epoch + 1
         # a time-planned run ends when its next epoch would not fit its budget
-        state["ended"] = bool(cfg.time_budget) and _out_of_time(
-            cfg.time_budget, now - state["train_seconds"], state["history"], world, device)
+        state["ended"] = bool(budget) and _out_of_time(
+            budget, now - state["train_seconds"], state["history"], world, device)
         if rank == 0:
             best = acc > state["best_acc"]
             if best:
                 state["best_acc"] = acc
                 _save_best(out, model, cfg, state, epoch + 1, acc)
-            left = f", {state['train_seconds']:.0f} of {cfg.time_budget:g} s" if cfg.time_budget else \
+            left = f", {state['train_seconds']:.0f} of {budget:g} s" if budget else \
                 _eta(state["history"], cfg.epochs - epoch - 1)
             print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  "
                   f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s{left})",
@@ -402,7 +412,7 @@ def train(cfg: TrainConfig) -> dict:
                                     "config": cfg.__dict__}, ckpt)
         if stop:
             if rank == 0:
-                where = f"{state['train_seconds']:.0f} of {cfg.time_budget:g} s" if cfg.time_budget else \
+                where = f"{state['train_seconds']:.0f} of {budget:g} s" if budget else \
                     f"{epoch + 1} of {cfg.epochs} epochs"
                 print(f"stopped after epoch {epoch + 1} ({where}): the next would end past --stop-after; "
                       f"--resume with the same settings goes on", file=sys.stderr, flush=True)
@@ -464,14 +474,15 @@ def _out_of_time(limit: float, started: float, history: list[dict], world: int, 
     return bool(_rank0(float(time.time() + _next_epoch_seconds(history) > started + limit), world, device))
 
 
-def _progress(cfg: TrainConfig, epoch: int, train_seconds: float, history: list[dict], world: int,
+def _progress(epochs: int, budget: float | None, epoch: int, train_seconds: float, history: list[dict], world: int,
               device: torch.device) -> tuple[float, float]:
     """Where the run stands at the start of ``epoch`` (0 to 1) and the share of the run that epoch is: by
-    epochs, or, for a time-planned run, by the clock and the last epoch's length (none for the first)."""
-    if not cfg.time_budget:
-        return epoch / cfg.epochs, 1 / cfg.epochs
-    share = _next_epoch_seconds(history) / cfg.time_budget
-    return _rank0(train_seconds / cfg.time_budget, world, device), _rank0(share, world, device)
+    epochs, or, for a run planned over ``budget`` seconds, by the clock and the last epoch's length (none for
+    the first)."""
+    if not budget:
+        return epoch / epochs, 1 / epochs
+    share = _next_epoch_seconds(history) / budget
+    return _rank0(train_seconds / budget, world, device), _rank0(share, world, device)
 
 
 def _eta(history: list[dict], epochs_left: int) -> str:
