@@ -16,7 +16,7 @@
 #   warm restarts (session 14): the --init-from weights (shrink_checkpoint) in a carry of their own,
 #   .gpu-init (binarynet's 28 MB fit neither data carry), so stage both halves first, then train in one
 #   call (its schedule ends at the call's stop, `bcnn train --budget-to-stop`, however long three runs
-#   starting at once take to start). The four calls: docs/models.md, "Session 14".
+#   starting at once take to start). The calls: docs/models.md, "Session 14".
 #
 # prepare: puts what the GPU machine lacks into .gpu/ and .gpu2/ (git-ignored, each carried by one call, a
 #   call carrying 64 MiB with the repository): the wheels of brevitas, qonnx and their dependencies that its

@@ -213,7 +213,6 @@ def test_time_budget_plans_the_run_by_the_clock(data, tmp_path):
     assert again["epochs"] == done["epochs"]
 
 
-
 def test_budget_to_stop_ends_the_schedule_at_the_stop(data, tmp_path):
     """--budget-to-stop: a one-call plan whose budget was guessed too large (three runs starting at once
     took 65 s against the 30 s charged on session 14's lease, and stopped 93% into their cosines) fits its
@@ -231,6 +230,7 @@ def test_budget_to_stop_ends_the_schedule_at_the_stop(data, tmp_path):
     assert state["ended"] and state["time_budget"] < 4.0
     with pytest.raises(BcnnError, match="--budget-to-stop"):
         train(TrainConfig(out_dir=str(tmp_path / "bad"), budget_to_stop=True, **{**run, "stop_after": None}))
+
 
 def test_next_epoch_estimate_skips_a_calls_warm_up():
     """A call's first epoch also compiles the model (88 s against 1.7 s on session 12's GPU lease, where it
