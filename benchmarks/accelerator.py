@@ -134,7 +134,7 @@ def main() -> int:
             from bcnn import data
             from bcnn.sim import simulate
 
-            ds = data.load(ir.bundled_models_dir() / "cifar10_test_300.npz", limit=args.images)
+            ds = data.load(ir.bundled_sample(), limit=args.images)
             try:
                 from bcnn.engine.fast import FastEngine
 

@@ -17,28 +17,27 @@ from pathlib import Path
 import numpy as np
 
 from bcnn import data
-from bcnn.ir import bundled_models_dir
+from bcnn.ir import bundled_sample
 
 PER_CLASS = 30
 
 
-def sample(ds: data.Dataset, per_class: int = PER_CLASS) -> tuple[np.ndarray, np.ndarray]:
-    """The indices and labels of the first ``per_class`` images of each class, classes in turn."""
+def sample(ds: data.Dataset, per_class: int = PER_CLASS) -> np.ndarray:
+    """The indices of the first ``per_class`` images of each class, classes in turn."""
     by_class = [np.flatnonzero(ds.labels == c) for c in range(len(ds.classes))]
     if min(len(ix) for ix in by_class) < per_class:
         raise SystemExit(f"fewer than {per_class} test images in some class")
-    index = np.array([ix[k] for k in range(per_class) for ix in by_class])
-    return index, ds.labels[index]
+    return np.array([ix[k] for k in range(per_class) for ix in by_class])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default=str(Path.home() / ".cache/bcnn/cifar10-orig"))
-    ap.add_argument("--out", default=str(bundled_models_dir() / "cifar10_test_300.npz"))
+    ap.add_argument("--out", default=str(bundled_sample()))
     args = ap.parse_args()
     ds = data.load(args.data, split="test")
-    index, labels = sample(ds)
-    np.savez(args.out, images=ds.images[index], labels=labels.astype(np.int64), classes=np.array(ds.classes))
+    index = sample(ds)
+    np.savez(args.out, images=ds.images[index], labels=ds.labels[index], classes=np.array(ds.classes))
     print(f"{args.out}: {len(index)} test images of {args.data} ({ds.source})")
 
 

@@ -94,7 +94,7 @@ def test_bundled_synthesis_holds_nothing_stale(run_designs: dict[str, list[dict]
 def test_bundled_sample_holds_every_class_in_turn() -> None:
     """The default images of every command (benchmarks/bundle_sample.py): any first N hold each class about
     equally, so `bcnn run --images 10` already sees all ten."""
-    ds = data.load(ir.bundled_models_dir() / "cifar10_test_300.npz")
+    ds = data.load(ir.bundled_sample())
     assert ds.images.shape == (300, 32, 32, 3) and ds.images.dtype == np.uint8
     assert ds.labels.tolist() == list(range(10)) * 30
     assert list(ds.classes)[:2] == ["airplane", "automobile"] and len(ds.classes) == 10

@@ -96,17 +96,12 @@ def _output_file(path: str, suffixes: tuple[str, ...], what: str) -> Path:
     return p
 
 
-def _sample_data() -> Path:
-    from bcnn.ir import bundled_models_dir
-
-    return bundled_models_dir() / "cifar10_test_300.npz"
-
-
 def _load_data(net, data: str | None, limit: int | None):
     """Images (and labels when known) for ``net``: a path, or the bundled CIFAR-10 sample by default."""
     from bcnn import data as bdata
+    from bcnn.ir import bundled_sample
 
-    ds = bdata.load(data or _sample_data(), split="test", limit=limit)
+    ds = bdata.load(data or bundled_sample(), split="test", limit=limit)
     if tuple(ds.images.shape[1:]) != tuple(net.input_shape):
         raise BcnnError(f"images are {ds.images.shape[1:]} (H, W, C) but the network expects {tuple(net.input_shape)}")
     return ds

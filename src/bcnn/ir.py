@@ -272,6 +272,11 @@ def bundled_models_dir() -> Path:
     return Path(__file__).parent / "bundled"
 
 
+def bundled_sample() -> Path:
+    """The CIFAR-10 test images every command uses without --data (benchmarks/bundle_sample.py writes them)."""
+    return bundled_models_dir() / "cifar10_test_300.npz"
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """A path to a ``.bcnn`` file, or the name of a model bundled with the package (``tiny``, ...)."""
     p = Path(name_or_path)
