@@ -391,6 +391,26 @@ def test_warm_start_continues_from_an_earlier_run(data, tmp_path):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / "nowhere"), **run))
 
 
+def test_warm_start_from_a_compiled_net(data, tmp_path):
+    """--init-from model.bcnn: signs and thresholds rebuilt into float weights; epoch 0 scores what the net
+    scores, and the run's export counts the net's epochs."""
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    run = dict(arch="tiny", data=str(data), batch_size=20, train_limit=40, test_limit=50,
+               model_options=json.loads(OPTIONS), progress=False)
+    a = train(TrainConfig(out_dir=str(tmp_path / "a"), epochs=2, **run))
+    source = ir.load(a["bcnn"])
+    test = load(str(data), split="test", limit=50)
+    b = train(TrainConfig(out_dir=str(tmp_path / "b"), epochs=1, init_from=a["bcnn"], **run))
+    engine_acc = float((predict(source, run_reference(source, test.images)) == test.labels).mean())
+    assert b["history"][0]["test_acc"] == engine_acc
+    assert b["epochs_trained"] == source.meta["epochs_trained"] + b["best_epoch"]
+    assert b["torch_engine_mismatches"] == 0
+    with pytest.raises(BcnnError, match="as --arch cnv --options '{}'"):  # a bundled model, by name
+        train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from="cnv", **run))
+
+
 def test_shrunk_checkpoint_predicts_exactly_as_the_source(data, tmp_path):
     """shrink_checkpoint (the GPU script's returned weights): half the size, the same predictions."""
     from bcnn.models import build_model

@@ -464,8 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --time-budget and --stop-after: a new run's schedule ends at --stop-after, its "
                          "budget shrunk by however long the start took (one call on a machine lent for a fixed time)")
     sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "
-                    "(its folder, for its best epoch, or a .pt file of it), with a fresh optimizer and LR "
-                    "schedule; to train on after a run's schedule has ended")
+                    "(its folder, for its best epoch, or a .pt file of it) or of a compiled net (a .bcnn file or a "
+                    "bundled model's name, e.g. binarynet: its signs and thresholds, with latent weights drawn and "
+                    "batch norm calibrated on the training images), with a fresh optimizer and LR schedule; to "
+                    "train on after a run's schedule has ended")
     sp.add_argument("--train-limit", type=count, help="train on the first N images only (classes round-robin)")
     sp.add_argument("--test-limit", type=count, help="evaluate on the first N test images only")
     sp.add_argument("--options", help="JSON dict of model options, e.g. '{\"channels\": [16, 32]}'")

@@ -195,12 +195,16 @@ class BinaryCNN(nn.Module):
             if isinstance(m, (QuantConv2d, QuantLinear)):
                 nn.init.uniform_(m.weight.data, -1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels/255 (NCHW) -> the values the 8-bit input quantizer sees."""
         if self.input_norm:
-            x = (x - self.input_mean) / self.input_std
-        elif self.input_affine:
-            x = 2.0 * x - 1.0
-        return self.classifier(self.features(x))
+            return (x - self.input_mean) / self.input_std
+        if self.input_affine:
+            return 2.0 * x - 1.0
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.normalize(x)))
 
 
 def build_model(arch: str, **options) -> BinaryCNN:
@@ -287,6 +291,12 @@ def randomize_batchnorm(model: nn.Module, rng: np.random.Generator, negative: fl
     model.train(was_training)
 
 
+def quant_input_scale(model: BinaryCNN) -> float:
+    """The 8-bit input quantizer's scale: layer 0's accumulators are integers times this."""
+    quant = model.features[0]
+    return float(quant.act_quant.scale().detach()) if hasattr(quant, "act_quant") else 2.0 ** -7
+
+
 def last_linear(model: nn.Module) -> QuantLinear:
     layers = [m for m in model.modules() if isinstance(m, QuantLinear)]
     if not layers:
@@ -369,8 +379,7 @@ def snap_thresholds(model: BinaryCNN) -> int:
     quant_layers = [m for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
     head = quant_layers[-1]
     layer, first, moved = None, True, 0
-    input_scale = float(model.features[0].act_quant.scale().detach()) if hasattr(model.features[0], "act_quant") \
-        else 2.0 ** -7
+    input_scale = quant_input_scale(model)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (QuantConv2d, QuantLinear)):

@@ -82,6 +82,7 @@ class TrainConfig:
 
 PRECISIONS = ("fp32", "bf16")
 LOSSES = ("ce", "sqrhinge")
+CALIBRATION_IMAGES = 2000  # training images that set batch norm when warm-starting from a compiled net
 LR_SCALES = ("none", "glorot")
 # What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
 # and progress may change between resumptions).
@@ -319,7 +320,7 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.resume and rank == 0:
             print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
         if cfg.init_from:
-            state["epochs_before"] = warm_start(model, cfg)
+            state["epochs_before"] = warm_start(model, cfg, train_ds.images)
             # epoch 0 is the source itself: a warm restart never exports worse weights than it started from
             acc = evaluate(evaluator, test_ds.images, test_ds.labels)
             state["best_acc"] = acc
@@ -518,13 +519,20 @@ def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
     _atomic_torch_save(saved, Path(dst))
 
 
-def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> int:
-    """Load the weights of ``cfg.init_from`` into ``model``; returns the epochs they were trained for."""
+def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarray) -> int:
+    """Load the weights of ``cfg.init_from`` into ``model``; returns the epochs they were trained for.
+
+    ``init_from``: a run folder (its best.pt), a best.pt or checkpoint.pt, or a compiled net (a ``.bcnn``
+    file or a bundled model's name), whose weights ``bcnn.decompile`` rebuilds with the first
+    ``CALIBRATION_IMAGES`` of ``train_images``."""
     src = Path(cfg.init_from)
     if src.is_dir():
         src = src / "best.pt"
+    if src.suffix == ".bcnn" or (not src.exists() and src.suffix != ".pt"):
+        return _warm_start_from_net(model, cfg, train_images)
     if not src.is_file():
-        raise BcnnError(f"--init-from {cfg.init_from}: expected a run folder holding best.pt, or a .pt file")
+        raise BcnnError(f"--init-from {cfg.init_from}: expected a run folder holding best.pt, a .pt file, a .bcnn "
+                        f"file or a bundled model's name")
     saved = torch.load(src, weights_only=False, map_location="cpu")
     if not isinstance(saved, dict) or "model" not in saved:
         raise BcnnError(f"--init-from {src}: not a best.pt or checkpoint.pt written by bcnn train")
@@ -537,6 +545,25 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> int:
     if "state" in saved:  # checkpoint.pt: the epochs of its own run so far
         return saved["state"].get("epochs_before", 0) + saved["state"]["epoch"]
     return saved.get("epochs_before", 0) + saved["epoch"]
+
+
+def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarray) -> int:
+    from bcnn import ir
+    from bcnn.decompile import load_net_weights
+
+    try:
+        path = ir.resolve(cfg.init_from)
+    except BcnnError as e:
+        raise BcnnError(f"--init-from {e}; or a run folder holding best.pt, or a .pt file") from None
+    net = ir.load(path)
+    arch, options = net.meta.get("arch", cfg.arch), net.meta.get("model_options", cfg.model_options)
+    if (arch, options) != (cfg.arch, cfg.model_options):
+        raise BcnnError(f"--init-from {cfg.init_from}: a net trained as --arch {arch} --options "
+                        f"'{json.dumps(options)}'; train with those")
+    device = next(model.parameters()).device
+    load_net_weights(model.cpu(), net, train_images[:CALIBRATION_IMAGES])
+    model.to(device)
+    return int(net.meta.get("epochs_trained", 0))
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:
