@@ -411,6 +411,50 @@ def test_warm_start_from_a_compiled_net(data, tmp_path):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from="cnv", **run))
 
 
+def _cifar_batches(root: Path, labels_offset: int = 0) -> Path:
+    """The CIFAR-10 pickle layout with learnable 32x32 images (4 colour classes); the training labels
+    shifted by ``labels_offset`` (mod 4), the images and their order the same whatever the offset."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    colours = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220], [200, 200, 60]])
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name, offset in [(f"data_batch_{i}", labels_offset) for i in range(1, 6)] + [("test_batch", 0)]:
+        y = rng.integers(0, 4, 16)
+        x = np.clip(colours[y][:, None, None, :] + rng.normal(0, 40, (16, 32, 32, 3)), 0, 255).astype(np.uint8)
+        with open(d / name, "wb") as f:
+            pickle.dump({b"data": x.transpose(0, 3, 1, 2).reshape(16, -1), b"labels": ((y + offset) % 4).tolist()}, f)
+    return root
+
+
+def test_distillation_at_weight_1_ignores_the_labels(tmp_path):
+    """--teacher: at --distill-weight 1 the loss is the teacher's alone (labels shifted, same weights), at 0.5
+    it mixes in the labels (shifted labels, other weights); the recipe names the teacher."""
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    a, b = _cifar_batches(tmp_path / "a"), _cifar_batches(tmp_path / "b", labels_offset=1)
+    run = dict(arch="tiny", epochs=1, batch_size=16, model_options={"input_size": 32, "channels": [4, 4],
+               "fc": [8], "num_classes": 4}, progress=False)
+    teacher = train(TrainConfig(data=str(a), out_dir=str(tmp_path / "teacher"), **run))["bcnn"]
+
+    def student(data: Path, weight: float) -> dict:
+        out = tmp_path / f"{data.name}-{weight}"
+        train(TrainConfig(data=str(data), out_dir=str(out), teacher=teacher, distill_weight=weight, seed=1,
+                          export=False, **run))
+        return torch.load(out / "checkpoint.pt", weights_only=False)
+
+    same = [student(a, 1.0), student(b, 1.0)]
+    mixed = [student(a, 0.5), student(b, 0.5)]
+    assert all(torch.equal(v, same[1]["model"][k]) for k, v in same[0]["model"].items())
+    assert not all(torch.equal(v, mixed[1]["model"][k]) for k, v in mixed[0]["model"].items())
+    assert same[0]["state"]["history"][-1]["loss"] > 0  # the KL term itself, which the labels do not enter
+    assert same[0]["config"]["teacher"] == teacher
+    with pytest.raises(BcnnError, match="input or classes differ"):  # cnv's 10 classes, this model's 4
+        train(TrainConfig(data=str(a), out_dir=str(tmp_path / "c"), teacher="cnv", **run))
+
+
 def test_shrunk_checkpoint_predicts_exactly_as_the_source(data, tmp_path):
     """shrink_checkpoint (the GPU script's returned weights): half the size, the same predictions."""
     from bcnn.models import build_model

@@ -317,7 +317,8 @@ def cmd_train(args) -> dict:
                       loss=args.loss, schedule=args.schedule, lr_scale=args.lr_scale,
                       channels_last=args.channels_last,
                       checkpoint_every=args.checkpoint_every, stop_after=stop_after,
-                      time_budget=args.time_budget, budget_to_stop=args.budget_to_stop)
+                      time_budget=args.time_budget, budget_to_stop=args.budget_to_stop,
+                      teacher=args.teacher, distill_weight=args.distill_weight)
     return train(cfg)
 
 
@@ -468,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "bundled model's name, e.g. binarynet: its signs and thresholds, with latent weights drawn and "
                     "batch norm calibrated on the training images), with a fresh optimizer and LR schedule; to "
                     "train on after a run's schedule has ended")
+    sp.add_argument("--teacher", metavar="RUN|NET",
+                    help="knowledge distillation: also learn this frozen model's softmax (a run folder, a .pt file, "
+                         "a .bcnn file or a bundled model's name, e.g. binarynet to teach cnv)")
+    sp.add_argument("--distill-weight", type=float, default=0.5, metavar="W",
+                    help="with --teacher: loss = (1 - W) x the task loss + W x KL(teacher || model) (default 0.5; "
+                         "1 ignores the labels)")
     sp.add_argument("--train-limit", type=count, help="train on the first N images only (classes round-robin)")
     sp.add_argument("--test-limit", type=count, help="evaluate on the first N test images only")
     sp.add_argument("--options", help="JSON dict of model options, e.g. '{\"channels\": [16, 32]}'")

@@ -78,6 +78,11 @@ class TrainConfig:
     # long the start took (a one-call plan on a lent machine, where three runs starting at once may take a
     # minute and more to reach their first epoch)
     budget_to_stop: bool = False
+    # knowledge distillation: the loss is (1 - distill_weight) x the task loss + distill_weight x the KL
+    # divergence from this frozen model's softmax (a run folder, .pt, .bcnn or a bundled name: binarynet
+    # teaching cnv); distill_weight 1 ignores the labels (ReActNet's distributional loss)
+    teacher: str | None = None
+    distill_weight: float = 0.5
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -87,10 +92,10 @@ LR_SCALES = ("none", "glorot")
 # What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
 # and progress may change between resumptions).
 RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
-                "init_from", "loss", "schedule", "time_budget", "lr_scale")
+                "init_from", "loss", "schedule", "time_budget", "lr_scale", "teacher", "distill_weight")
 # what best.pt keeps of how it was trained, so that an export elsewhere (--export-only) names the run's recipe
 RECIPE = ("lr", "lr_scale", "schedule", "loss", "batch_size", "weight_decay", "seed", "precision",
-          "time_budget")
+          "time_budget", "teacher", "distill_weight")
 
 
 def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -99,6 +104,12 @@ def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
         return F.cross_entropy(logits, labels)
     target = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * 2 - 1
     return (1 - logits * target).clamp(min=0).square().mean()
+
+
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of the two softmaxes, averaged over the batch (Hinton et al. at T = 1)."""
+    return F.kl_div(F.log_softmax(logits.float(), 1), F.log_softmax(teacher_logits.float(), 1), log_target=True,
+                    reduction="batchmean")
 
 
 def parse_schedule(schedule: str) -> tuple[str, int]:
@@ -249,6 +260,8 @@ def train(cfg: TrainConfig) -> dict:
         raise BcnnError("--budget-to-stop needs --time-budget and --stop-after")
     if cfg.export_only and not cfg.export:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
+    if not 0.0 <= cfg.distill_weight <= 1.0:
+        raise BcnnError(f"--distill-weight must be between 0 and 1, got {cfg.distill_weight}")
     if cfg.precision not in PRECISIONS:
         raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
     if cfg.loss not in LOSSES:
@@ -335,6 +348,12 @@ def train(cfg: TrainConfig) -> dict:
     images = torch.from_numpy(train_ds.images).to(device)
     labels = torch.from_numpy(train_ds.labels).to(device)
     latent = latent_weights(model)
+    teacher = None
+    if cfg.teacher and not cfg.export_only:
+        teacher = teacher_model(cfg.teacher, model, train_ds.images).to(device)
+        if cfg.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        teacher = torch.compile(teacher, dynamic=False) if compiled else teacher
     budget = state.get("time_budget", cfg.time_budget)  # a budget fitted to the stop is the run's from then on
     if cfg.budget_to_stop and state["epoch"] == 0 and not cfg.export_only:
         budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (time.time() - started))), world, device)
@@ -363,7 +382,12 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.precision):
-                loss = loss_fn(cfg.loss, forward(x), labels[idx])
+                logits = forward(x)
+                loss = loss_fn(cfg.loss, logits, labels[idx])
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(x)
+                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * distill_loss(logits, soft)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -564,6 +588,43 @@ def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, train_images:
     load_net_weights(model.cpu(), net, train_images[:CALIBRATION_IMAGES])
     model.to(device)
     return int(net.meta.get("epochs_trained", 0))
+
+
+def teacher_model(src: str, student: torch.nn.Module, train_images: np.ndarray) -> torch.nn.Module:
+    """The frozen model (eval mode, on the CPU) whose softmax a distilled run learns: a run folder (its best.pt),
+    a best.pt or checkpoint.pt, a .bcnn file or a bundled model's name; its input and classes must be the
+    student's."""
+    from bcnn import ir
+    from bcnn.decompile import load_net_weights
+    from bcnn.models import build_model, last_linear
+
+    path = Path(src)
+    path = path / "best.pt" if path.is_dir() else path
+    if path.suffix == ".pt":
+        if not path.is_file():
+            raise BcnnError(f"--teacher {src}: no such file")
+        saved = torch.load(path, weights_only=False, map_location="cpu")
+        defined = saved.get("config", saved) if isinstance(saved, dict) else {}
+        if "arch" not in defined or "model" not in saved:
+            raise BcnnError(f"--teacher {src}: not a best.pt or checkpoint.pt that names its --arch")
+        teacher = build_model(defined["arch"], **defined.get("model_options", {}))
+        teacher.load_state_dict(saved["model"])
+    else:
+        try:
+            net = ir.load(ir.resolve(src))
+        except BcnnError as e:
+            raise BcnnError(f"--teacher {e}; or a run folder holding best.pt, or a .pt file") from None
+        if "arch" not in net.meta:
+            raise BcnnError(f"--teacher {src}: the net does not name the --arch it was trained as")
+        teacher = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
+        load_net_weights(teacher, net, train_images[:CALIBRATION_IMAGES])
+    def shape(m: torch.nn.Module) -> tuple[int, int, int]:
+        return m.input_size, m.in_channels, last_linear(m).out_features
+
+    if shape(teacher) != shape(student):
+        raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
+    teacher.eval().requires_grad_(False)
+    return teacher
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:
