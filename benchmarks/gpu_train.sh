@@ -13,10 +13,11 @@
 #           run(command="bash benchmarks/gpu_train.sh resume cnv 190 &
 #                        bash benchmarks/gpu_train.sh resume binarynet 190; wait", timeout_s=210)
 #   here:   bash benchmarks/gpu_train.sh check DIR/cnv  # DIR: the last call's files_at; then DIR/binarynet
-#   warm restarts (session 14): the --init-from weights (shrink_checkpoint) in a carry of their own,
-#   .gpu-init (binarynet's 28 MB fit neither data carry), so stage both halves first, then train in one
-#   call (its schedule ends at the call's stop, `bcnn train --budget-to-stop`, however long three runs
-#   starting at once take to start). The calls: docs/models.md, "Session 14".
+#   warm restarts: stage both halves first, then train in one call (its schedule ends at the call's stop,
+#   `bcnn train --budget-to-stop`, however long three runs starting at once take to start). `--init-from`
+#   and `--teacher` take the bundled nets by name (`--init-from binarynet`), which come with the
+#   repository; float weights (shrink_checkpoint) need a carry of their own, as session 14's .gpu-init
+#   (binarynet's 28 MB fit neither data carry). The calls: docs/models.md, "Session 14" and after.
 #
 # prepare: puts what the GPU machine lacks into .gpu/ and .gpu2/ (git-ignored, each carried by one call, a
 #   call carrying 64 MiB with the repository): the wheels of brevitas, qonnx and their dependencies that its

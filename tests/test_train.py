@@ -450,6 +450,7 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path):
     assert all(torch.equal(v, same[1]["model"][k]) for k, v in same[0]["model"].items())
     assert not all(torch.equal(v, mixed[1]["model"][k]) for k, v in mixed[0]["model"].items())
     assert same[0]["state"]["history"][-1]["loss"] > 0  # the KL term itself, which the labels do not enter
+    assert same[0]["state"]["distill_scale"] > 0
     assert same[0]["config"]["teacher"] == teacher
     with pytest.raises(BcnnError, match="input or classes differ"):  # cnv's 10 classes, this model's 4
         train(TrainConfig(data=str(a), out_dir=str(tmp_path / "c"), teacher="cnv", **run))

@@ -106,10 +106,20 @@ def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return (1 - logits * target).clamp(min=0).square().mean()
 
 
-def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student) of the two softmaxes, averaged over the batch (Hinton et al. at T = 1)."""
-    return F.kl_div(F.log_softmax(logits.float(), 1), F.log_softmax(teacher_logits.float(), 1), log_target=True,
-                    reduction="batchmean")
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """KL(teacher || student) of the softmaxes of the teacher's logits and of ``scale`` x the student's,
+    averaged over the batch (Hinton et al. at T = 1)."""
+    return F.kl_div(F.log_softmax(logits.float() * scale, 1), F.log_softmax(teacher_logits.float(), 1),
+                    log_target=True, reduction="batchmean")
+
+
+def logit_spread(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> float:
+    """The standard deviation of the model's logits across classes, averaged over ``images`` (eval mode)."""
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return float(torch.cat([model(to_float(torch.from_numpy(images[i:i + batch])).to(device)).float().std(1)
+                                for i in range(0, len(images), batch)]).mean())
 
 
 def parse_schedule(schedule: str) -> tuple[str, int]:
@@ -351,6 +361,15 @@ def train(cfg: TrainConfig) -> dict:
     teacher = None
     if cfg.teacher and not cfg.export_only:
         teacher = teacher_model(cfg.teacher, model, train_ds.images).to(device)
+        if "distill_scale" not in state:  # a resumed run keeps its own
+            # a squared-hinge model's logits spread about 0.5, binarynet's about 7: compared as they are, the
+            # softmaxes would differ mostly in scale, which only the output affine can follow, slowly
+            calibration = train_ds.images[:CALIBRATION_IMAGES]
+            student = logit_spread(model, calibration)
+            state["distill_scale"] = logit_spread(teacher, calibration) / student if student > 0 else 1.0
+            if rank == 0:
+                print(f"distilling {cfg.teacher}: its logits spread {state['distill_scale']:.3g} times this "
+                      f"model's; the KL term scales this model's by that", file=sys.stderr, flush=True)
         if cfg.channels_last:
             teacher.to(memory_format=torch.channels_last)
         teacher = torch.compile(teacher, dynamic=False) if compiled else teacher
@@ -387,7 +406,8 @@ def train(cfg: TrainConfig) -> dict:
                 if teacher is not None:
                     with torch.no_grad():
                         soft = teacher(x)
-                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * distill_loss(logits, soft)
+                    loss = (1 - cfg.distill_weight) * loss + \
+                        cfg.distill_weight * distill_loss(logits, soft, state["distill_scale"])
             opt.zero_grad()
             loss.backward()
             opt.step()
