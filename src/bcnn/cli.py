@@ -308,6 +308,9 @@ def cmd_train(args) -> dict:
     epochs = args.epochs or (10 if args.time_budget is None else 1_000_000)
     # train() counts from its own start: what the imports took is already spent
     stop_after = None if args.stop_after is None else max(1e-3, args.stop_after - (time.time() - STARTED))
+    if args.distill_weight is not None and not args.teacher:
+        raise BcnnError("--distill-weight needs --teacher")
+    distill = {} if args.distill_weight is None else {"distill_weight": args.distill_weight}  # else the default
     cfg = TrainConfig(arch=args.arch, data=args.data, out_dir=args.out, epochs=epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
                       train_limit=args.train_limit, test_limit=args.test_limit,
@@ -318,7 +321,7 @@ def cmd_train(args) -> dict:
                       channels_last=args.channels_last,
                       checkpoint_every=args.checkpoint_every, stop_after=stop_after,
                       time_budget=args.time_budget, budget_to_stop=args.budget_to_stop,
-                      teacher=args.teacher, distill_weight=args.distill_weight)
+                      teacher=args.teacher, **distill)
     return train(cfg)
 
 
@@ -472,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--teacher", metavar="RUN|NET",
                     help="knowledge distillation: also learn this frozen model's softmax (a run folder, a .pt file, "
                          "a .bcnn file or a bundled model's name, e.g. binarynet to teach cnv)")
-    sp.add_argument("--distill-weight", type=float, default=0.5, metavar="W",
+    sp.add_argument("--distill-weight", type=float, metavar="W",
                     help="with --teacher: loss = (1 - W) x the task loss + W x KL(teacher || model) (default 0.5; "
                          "1 ignores the labels)")
     sp.add_argument("--train-limit", type=count, help="train on the first N images only (classes round-robin)")

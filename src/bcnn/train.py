@@ -272,6 +272,8 @@ def train(cfg: TrainConfig) -> dict:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if not 0.0 <= cfg.distill_weight <= 1.0:
         raise BcnnError(f"--distill-weight must be between 0 and 1, got {cfg.distill_weight}")
+    if cfg.teacher:  # a typo fails before the data are read
+        weights_source("--teacher", cfg.teacher)
     if cfg.precision not in PRECISIONS:
         raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
     if cfg.loss not in LOSSES:
@@ -569,14 +571,9 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
     ``init_from``: a run folder (its best.pt), a best.pt or checkpoint.pt, or a compiled net (a ``.bcnn``
     file or a bundled model's name), whose weights ``bcnn.decompile`` rebuilds with the first
     ``CALIBRATION_IMAGES`` of ``train_images``."""
-    src = Path(cfg.init_from)
-    if src.is_dir():
-        src = src / "best.pt"
-    if src.suffix == ".bcnn" or (not src.exists() and src.suffix != ".pt"):
-        return _warm_start_from_net(model, cfg, train_images)
-    if not src.is_file():
-        raise BcnnError(f"--init-from {cfg.init_from}: expected a run folder holding best.pt, a .pt file, a .bcnn "
-                        f"file or a bundled model's name")
+    src = weights_source("--init-from", cfg.init_from)
+    if src.suffix != ".pt":
+        return _warm_start_from_net(model, cfg, src, train_images)
     saved = torch.load(src, weights_only=False, map_location="cpu")
     if not isinstance(saved, dict) or "model" not in saved:
         raise BcnnError(f"--init-from {src}: not a best.pt or checkpoint.pt written by bcnn train")
@@ -591,14 +588,28 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
     return saved.get("epochs_before", 0) + saved["epoch"]
 
 
-def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarray) -> int:
+def weights_source(flag: str, src: str) -> Path:
+    """The file that ``--init-from`` or ``--teacher`` names: a run folder's best.pt, a .pt file, or a compiled
+    net (a .bcnn file or a bundled model's name)."""
+    from bcnn import ir
+
+    path = Path(src)
+    path = path / "best.pt" if path.is_dir() else path
+    if path.suffix == ".pt":
+        if not path.is_file():
+            raise BcnnError(f"{flag} {src}: expected a run folder holding best.pt, a .pt file, a .bcnn file or a "
+                            f"bundled model's name")
+        return path
+    try:
+        return ir.resolve(src)
+    except BcnnError as e:
+        raise BcnnError(f"{flag} {e}; or a run folder holding best.pt, or a .pt file") from None
+
+
+def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, train_images: np.ndarray) -> int:
     from bcnn import ir
     from bcnn.decompile import load_net_weights
 
-    try:
-        path = ir.resolve(cfg.init_from)
-    except BcnnError as e:
-        raise BcnnError(f"--init-from {e}; or a run folder holding best.pt, or a .pt file") from None
     net = ir.load(path)
     arch, options = net.meta.get("arch", cfg.arch), net.meta.get("model_options", cfg.model_options)
     if (arch, options) != (cfg.arch, cfg.model_options):
@@ -618,11 +629,8 @@ def teacher_model(src: str, student: torch.nn.Module, train_images: np.ndarray) 
     from bcnn.decompile import load_net_weights
     from bcnn.models import build_model, last_linear
 
-    path = Path(src)
-    path = path / "best.pt" if path.is_dir() else path
+    path = weights_source("--teacher", src)
     if path.suffix == ".pt":
-        if not path.is_file():
-            raise BcnnError(f"--teacher {src}: no such file")
         saved = torch.load(path, weights_only=False, map_location="cpu")
         defined = saved.get("config", saved) if isinstance(saved, dict) else {}
         if "arch" not in defined or "model" not in saved:
@@ -630,18 +638,13 @@ def teacher_model(src: str, student: torch.nn.Module, train_images: np.ndarray) 
         teacher = build_model(defined["arch"], **defined.get("model_options", {}))
         teacher.load_state_dict(saved["model"])
     else:
-        try:
-            net = ir.load(ir.resolve(src))
-        except BcnnError as e:
-            raise BcnnError(f"--teacher {e}; or a run folder holding best.pt, or a .pt file") from None
+        net = ir.load(path)
         if "arch" not in net.meta:
             raise BcnnError(f"--teacher {src}: the net does not name the --arch it was trained as")
         teacher = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
         load_net_weights(teacher, net, train_images[:CALIBRATION_IMAGES])
-    def shape(m: torch.nn.Module) -> tuple[int, int, int]:
-        return m.input_size, m.in_channels, last_linear(m).out_features
-
-    if shape(teacher) != shape(student):
+    if (teacher.input_size, teacher.in_channels, last_linear(teacher).out_features) != \
+            (student.input_size, student.in_channels, last_linear(student).out_features):
         raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
     teacher.eval().requires_grad_(False)
     return teacher
