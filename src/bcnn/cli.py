@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--budget-to-stop", action="store_true",
                     help="with --time-budget and --stop-after: a new run's schedule ends at --stop-after, its "
                          "budget shrunk by however long the start took (one call on a machine lent for a fixed time)")
-    sp.add_argument("--init-from", metavar="RUN", help="warm start: begin with the weights of an earlier run "
+    sp.add_argument("--init-from", metavar="RUN|NET", help="warm start: begin with the weights of an earlier run "
                     "(its folder, for its best epoch, or a .pt file of it) or of a compiled net (a .bcnn file or a "
                     "bundled model's name, e.g. binarynet: its signs and thresholds, with latent weights drawn and "
                     "batch norm calibrated on the training images), with a fresh optimizer and LR schedule; to "
