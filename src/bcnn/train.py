@@ -115,11 +115,7 @@ def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, scale: floa
 
 def logit_spread(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> float:
     """The standard deviation of the model's logits across classes, averaged over ``images`` (eval mode)."""
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return float(torch.cat([model(to_float(torch.from_numpy(images[i:i + batch])).to(device)).float().std(1)
-                                for i in range(0, len(images), batch)]).mean())
+    return float(torch.cat([y.float().std(1) for y in _eval_logits(model, images, batch)]).mean())
 
 
 def parse_schedule(schedule: str) -> tuple[str, int]:
@@ -234,13 +230,18 @@ def clip_latent_weights(weights: list[torch.Tensor]) -> None:
         torch._foreach_clamp_max_(weights, 1.0)
 
 
-def predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    """The model's class per image (argmax of its float output), in eval mode."""
+def _eval_logits(model: torch.nn.Module, images: np.ndarray, batch: int):
+    """The model's float output, batch by batch, in eval mode and without gradients."""
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad():
-        return np.concatenate([model(to_float(torch.from_numpy(images[i:i + batch])).to(device)).argmax(1).cpu()
-                               .numpy() for i in range(0, len(images), batch)])
+        for i in range(0, len(images), batch):
+            yield model(to_float(torch.from_numpy(images[i:i + batch])).to(device))
+
+
+def predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """The model's class per image (argmax of its float output), in eval mode."""
+    return np.concatenate([y.argmax(1).cpu().numpy() for y in _eval_logits(model, images, batch)])
 
 
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
