@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from bcnn import data as bdata
+from bcnn.distill import distill_loss, load_teacher, logit_spread, model_logits
 from bcnn.errors import BcnnError
 from bcnn.fileio import atomic_write
 
@@ -104,18 +105,6 @@ def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
         return F.cross_entropy(logits, labels)
     target = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * 2 - 1
     return (1 - logits * target).clamp(min=0).square().mean()
-
-
-def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """KL(teacher || student) of the softmaxes of the teacher's logits and of ``scale`` x the student's,
-    averaged over the batch (Hinton et al. at T = 1)."""
-    return F.kl_div(F.log_softmax(logits.float() * scale, 1), F.log_softmax(teacher_logits.float(), 1),
-                    log_target=True, reduction="batchmean")
-
-
-def logit_spread(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> float:
-    """The standard deviation of the model's logits across classes, averaged over ``images`` (eval mode)."""
-    return float(torch.cat([y.float().std(1) for y in _eval_logits(model, images, batch)]).mean())
 
 
 def parse_schedule(schedule: str) -> tuple[str, int]:
@@ -230,18 +219,12 @@ def clip_latent_weights(weights: list[torch.Tensor]) -> None:
         torch._foreach_clamp_max_(weights, 1.0)
 
 
-def _eval_logits(model: torch.nn.Module, images: np.ndarray, batch: int):
-    """The model's float output, batch by batch, in eval mode and without gradients."""
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            yield model(to_float(torch.from_numpy(images[i:i + batch])).to(device))
-
-
 def predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
     """The model's class per image (argmax of its float output), in eval mode."""
-    return np.concatenate([y.argmax(1).cpu().numpy() for y in _eval_logits(model, images, batch)])
+    logits = model_logits(model.eval())
+    with torch.no_grad():
+        return np.concatenate([logits(torch.from_numpy(images[i:i + batch])).argmax(1).cpu().numpy()
+                               for i in range(0, len(images), batch)])
 
 
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
@@ -363,19 +346,16 @@ def train(cfg: TrainConfig) -> dict:
     latent = latent_weights(model)
     teacher = None
     if cfg.teacher and not cfg.export_only:
-        teacher = teacher_model(cfg.teacher, model, train_ds.images).to(device)
+        teacher, runner = load_teacher(cfg.teacher, model, train_ds.images, device, compiled, cfg.channels_last)
         if "distill_scale" not in state:  # a resumed run keeps its own
             # a squared-hinge model's logits spread about 0.5, binarynet's about 7: compared as they are, the
             # softmaxes would differ mostly in scale, which only the output affine can follow, slowly
             calibration = train_ds.images[:CALIBRATION_IMAGES]
-            student = logit_spread(model, calibration)
+            student = logit_spread(model_logits(model.eval()), calibration)
             state["distill_scale"] = logit_spread(teacher, calibration) / student if student > 0 else 1.0
-            if rank == 0:
-                print(f"distilling {cfg.teacher}: its logits spread {state['distill_scale']:.3g} times this "
-                      f"model's; the KL term scales this model's by that", file=sys.stderr, flush=True)
-        if cfg.channels_last:
-            teacher.to(memory_format=torch.channels_last)
-        teacher = torch.compile(teacher, dynamic=False) if compiled else teacher
+        if rank == 0:
+            print(f"distilling {cfg.teacher} (on {runner}): its logits spread {state['distill_scale']:.3g} times "
+                  f"this model's; the KL term scales this model's by that", file=sys.stderr, flush=True)
     budget = state.get("time_budget", cfg.time_budget)  # a budget fitted to the stop is the run's from then on
     if cfg.budget_to_stop and state["epoch"] == 0 and not cfg.export_only:
         budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (time.time() - started))), world, device)
@@ -400,7 +380,8 @@ def train(cfg: TrainConfig) -> dict:
             for group, scale in zip(opt.param_groups, scales, strict=True):
                 group["lr"] = cfg.lr * scale * factor
             idx = idx.to(device)
-            x = to_float(augment(images[idx], gen))
+            seen_images = augment(images[idx], gen)
+            x = to_float(seen_images)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.precision):
@@ -408,7 +389,7 @@ def train(cfg: TrainConfig) -> dict:
                 loss = loss_fn(cfg.loss, logits, labels[idx])
                 if teacher is not None:
                     with torch.no_grad():
-                        soft = teacher(x)
+                        soft = teacher(seen_images)
                     loss = (1 - cfg.distill_weight) * loss + \
                         cfg.distill_weight * distill_loss(logits, soft, state["distill_scale"])
             opt.zero_grad()
@@ -620,35 +601,6 @@ def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, t
     load_net_weights(model.cpu(), net, train_images[:CALIBRATION_IMAGES])
     model.to(device)
     return int(net.meta.get("epochs_trained", 0))
-
-
-def teacher_model(src: str, student: torch.nn.Module, train_images: np.ndarray) -> torch.nn.Module:
-    """The frozen model (eval mode, on the CPU) whose softmax a distilled run learns: a run folder (its best.pt),
-    a best.pt or checkpoint.pt, a .bcnn file or a bundled model's name; its input and classes must be the
-    student's."""
-    from bcnn import ir
-    from bcnn.decompile import load_net_weights
-    from bcnn.models import build_model, last_linear
-
-    path = weights_source("--teacher", src)
-    if path.suffix == ".pt":
-        saved = torch.load(path, weights_only=False, map_location="cpu")
-        defined = saved.get("config", saved) if isinstance(saved, dict) else {}
-        if "arch" not in defined or "model" not in saved:
-            raise BcnnError(f"--teacher {src}: not a best.pt or checkpoint.pt that names its --arch")
-        teacher = build_model(defined["arch"], **defined.get("model_options", {}))
-        teacher.load_state_dict(saved["model"])
-    else:
-        net = ir.load(path)
-        if "arch" not in net.meta:
-            raise BcnnError(f"--teacher {src}: the net does not name the --arch it was trained as")
-        teacher = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
-        load_net_weights(teacher, net, train_images[:CALIBRATION_IMAGES])
-    if (teacher.input_size, teacher.in_channels, last_linear(teacher).out_features) != \
-            (student.input_size, student.in_channels, last_linear(student).out_features):
-        raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
-    teacher.eval().requires_grad_(False)
-    return teacher
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:

@@ -1,0 +1,101 @@
+"""Knowledge distillation: a frozen teacher's logits, and the loss that pulls the student's softmax to them.
+
+A teacher is a function from a uint8 NHWC batch (the augmented images the student sees, on the training
+device) to float logits. A compiled net (a ``.bcnn`` file or a bundled model's name) teaches on a CPU
+through the integer engine: it computes the net exactly, where the rebuilt torch model under bf16
+autocast rounds accumulators above 256, and on one thread it runs binarynet at about 900 images/s
+against torch's 100. Elsewhere (a GPU, or a float checkpoint as the teacher) the teacher is a torch model
+in eval mode beside the student.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bcnn.errors import BcnnError
+
+Logits = Callable[[torch.Tensor], torch.Tensor]  # uint8 NHWC batch -> float logits (batch, classes)
+
+
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """KL(teacher || student) of the softmaxes of the teacher's logits and of ``scale`` x the student's,
+    averaged over the batch (Hinton et al. at T = 1)."""
+    return F.kl_div(F.log_softmax(logits.float() * scale, 1), F.log_softmax(teacher_logits.float(), 1),
+                    log_target=True, reduction="batchmean")
+
+
+def logit_spread(logits_of: Logits, images: np.ndarray, batch: int = 500) -> float:
+    """The standard deviation of the logits across classes, averaged over ``images`` (uint8 NHWC)."""
+    with torch.no_grad():
+        spreads = [logits_of(torch.from_numpy(images[i:i + batch])).float().std(1)
+                   for i in range(0, len(images), batch)]
+    return float(torch.cat(spreads).mean())
+
+
+def model_logits(model: torch.nn.Module, channels_last: bool = False) -> Logits:
+    """A torch model's logits on uint8 batches, on the model's device, in whatever mode the model is."""
+    from bcnn.train import to_float
+
+    device = next(model.parameters()).device
+
+    def logits(batch: torch.Tensor) -> torch.Tensor:
+        x = to_float(batch.to(device))
+        return model(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+    return logits
+
+
+def engine_logits(net) -> Logits:
+    """A compiled net's logits (``acc · output_scale + output_bias``) from the fast engine, on the batch's
+    device, with as many threads as torch uses."""
+    from bcnn.engine.fast import FastEngine, default_threads
+
+    engine = FastEngine(net)
+
+    def logits(batch: torch.Tensor) -> torch.Tensor:
+        acc = engine.run(np.ascontiguousarray(batch.cpu().numpy()),
+                         threads=min(torch.get_num_threads(), default_threads()))
+        return torch.from_numpy((acc * net.output_scale + net.output_bias).astype(np.float32)).to(batch.device)
+    return logits
+
+
+def load_teacher(src: str, student: torch.nn.Module, train_images: np.ndarray, device: torch.device,
+                 compiled: bool = False, channels_last: bool = False) -> tuple[Logits, str]:
+    """The frozen teacher named by ``--teacher`` (a run folder, a best.pt or checkpoint.pt, a .bcnn file or a
+    bundled model's name) and what runs it ("the integer engine" or "torch"); its input and classes must be
+    the student's. ``train_images`` calibrate a compiled net rebuilt as a torch model."""
+    from bcnn import ir
+    from bcnn.decompile import load_net_weights
+    from bcnn.models import build_model, last_linear
+    from bcnn.train import CALIBRATION_IMAGES, weights_source
+
+    wanted = (student.input_size, student.input_size, student.in_channels, last_linear(student).out_features)
+    path: Path = weights_source("--teacher", src)
+    if path.suffix != ".pt":
+        net = ir.load(path)
+        if (*net.input_shape, net.n_outputs) != wanted:
+            raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
+        if device.type == "cpu":
+            return engine_logits(net), "the integer engine"
+        if "arch" not in net.meta:
+            raise BcnnError(f"--teacher {src}: the net does not name the --arch it was trained as, which a "
+                            f"teacher on a GPU needs")
+        teacher = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
+        load_net_weights(teacher, net, train_images[:CALIBRATION_IMAGES])
+    else:
+        saved = torch.load(path, weights_only=False, map_location="cpu")
+        defined = saved.get("config", saved) if isinstance(saved, dict) else {}
+        if "arch" not in defined or "model" not in saved:
+            raise BcnnError(f"--teacher {src}: not a best.pt or checkpoint.pt that names its --arch")
+        teacher = build_model(defined["arch"], **defined.get("model_options", {}))
+        teacher.load_state_dict(saved["model"])
+        if (teacher.input_size, teacher.input_size, teacher.in_channels, last_linear(teacher).out_features) != wanted:
+            raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
+    teacher = teacher.eval().requires_grad_(False).to(device)
+    if channels_last:
+        teacher.to(memory_format=torch.channels_last)
+    return model_logits(torch.compile(teacher, dynamic=False) if compiled else teacher, channels_last), "torch"

@@ -1,0 +1,43 @@
+"""bcnn.distill: a compiled teacher on the integer engine and the same teacher in torch give the same logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bcnn import fuzz, ir
+from bcnn.distill import distill_loss, load_teacher
+from bcnn.errors import BcnnError
+from bcnn.models import build_model
+from test_decompile import EDGES, rebuilt_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_engine_and_torch_teachers_agree(tmp_path):
+    res = fuzz.check_brevitas(EDGES)
+    ir.save(res.net, tmp_path / "teacher.bcnn")
+    torch.save({"config": {"arch": "tiny", "model_options": EDGES["options"]},
+                "model": rebuilt_model(EDGES, res.net).state_dict()}, tmp_path / "best.pt")
+    student = build_model("tiny", **EDGES["options"])
+    images = np.random.default_rng(11).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    by_engine, engine_runner = load_teacher(str(tmp_path / "teacher.bcnn"), student, images, cpu)
+    by_torch, torch_runner = load_teacher(str(tmp_path), student, images, cpu)
+    assert (engine_runner, torch_runner) == ("the integer engine", "torch")
+    batch = torch.from_numpy(images)
+    with torch.no_grad():
+        exact, rebuilt = by_engine(batch), by_torch(batch)
+    assert exact.dtype == torch.float32 and exact.shape == (40, 4)
+    assert torch.equal(exact.argmax(1), rebuilt.argmax(1))
+    torch.testing.assert_close(rebuilt, exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))
+    assert float(distill_loss(exact, rebuilt)) < 1e-6  # KL of a teacher with itself
+
+
+def test_a_teacher_with_other_classes_is_refused(tmp_path):
+    res = fuzz.check_brevitas(EDGES)
+    ir.save(res.net, tmp_path / "teacher.bcnn")
+    student = build_model("tiny", **{**EDGES["options"], "num_classes": 3})
+    with pytest.raises(BcnnError, match="input or classes differ"):
+        load_teacher(str(tmp_path / "teacher.bcnn"), student, np.zeros((4, 6, 6, 3), np.uint8), torch.device("cpu"))
