@@ -17,6 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def test_engine_and_torch_teachers_agree(tmp_path):
     res = fuzz.check_brevitas(EDGES)
+    res.net.meta.update(arch="tiny", model_options=EDGES["options"])
     ir.save(res.net, tmp_path / "teacher.bcnn")
     torch.save({"config": {"arch": "tiny", "model_options": EDGES["options"]},
                 "model": rebuilt_model(EDGES, res.net).state_dict()}, tmp_path / "best.pt")
@@ -24,15 +25,18 @@ def test_engine_and_torch_teachers_agree(tmp_path):
     images = np.random.default_rng(11).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
     cpu = torch.device("cpu")
     by_engine, engine_runner = load_teacher(str(tmp_path / "teacher.bcnn"), student, images, cpu)
-    by_torch, torch_runner = load_teacher(str(tmp_path), student, images, cpu)
-    assert (engine_runner, torch_runner) == ("the integer engine", "torch")
+    from_pt, pt_runner = load_teacher(str(tmp_path), student, images, cpu)
+    # as on a GPU: the net rebuilt as a torch model
+    from_net, net_runner = load_teacher(str(tmp_path / "teacher.bcnn"), student, images, cpu, engine=False)
+    assert (engine_runner, pt_runner, net_runner) == ("the integer engine", "torch", "torch")
     batch = torch.from_numpy(images)
     with torch.no_grad():
-        exact, rebuilt = by_engine(batch), by_torch(batch)
-    assert exact.dtype == torch.float32 and exact.shape == (40, 4)
-    assert torch.equal(exact.argmax(1), rebuilt.argmax(1))
-    torch.testing.assert_close(rebuilt, exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))
-    assert float(distill_loss(exact, rebuilt)) < 1e-6  # KL of a teacher with itself
+        exact = by_engine(batch)
+        assert exact.dtype == torch.float32 and exact.shape == (40, 4)
+        for rebuilt in (from_pt(batch), from_net(batch)):
+            assert torch.equal(exact.argmax(1), rebuilt.argmax(1))
+            torch.testing.assert_close(rebuilt, exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))
+            assert float(distill_loss(exact, rebuilt)) < 1e-6  # KL of a teacher with itself
 
 
 def test_a_teacher_with_other_classes_is_refused(tmp_path):

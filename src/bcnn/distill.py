@@ -64,10 +64,12 @@ def engine_logits(net) -> Logits:
 
 
 def load_teacher(src: str, student: torch.nn.Module, train_images: np.ndarray, device: torch.device,
-                 compiled: bool = False, channels_last: bool = False) -> tuple[Logits, str]:
+                 compiled: bool = False, channels_last: bool = False,
+                 engine: bool | None = None) -> tuple[Logits, str]:
     """The frozen teacher named by ``--teacher`` (a run folder, a best.pt or checkpoint.pt, a .bcnn file or a
     bundled model's name) and what runs it ("the integer engine" or "torch"); its input and classes must be
-    the student's. ``train_images`` calibrate a compiled net rebuilt as a torch model."""
+    the student's. A compiled net runs on the engine if ``engine`` (default: on a CPU device), else rebuilt
+    as a torch model, calibrated on ``train_images``."""
     from bcnn import ir
     from bcnn.decompile import load_net_weights
     from bcnn.models import build_model, last_linear
@@ -79,11 +81,11 @@ def load_teacher(src: str, student: torch.nn.Module, train_images: np.ndarray, d
         net = ir.load(path)
         if (*net.input_shape, net.n_outputs) != wanted:
             raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
-        if device.type == "cpu":
+        if device.type == "cpu" if engine is None else engine:
             return engine_logits(net), "the integer engine"
         if "arch" not in net.meta:
             raise BcnnError(f"--teacher {src}: the net does not name the --arch it was trained as, which a "
-                            f"teacher on a GPU needs")
+                            f"torch teacher (on a GPU) needs")
         teacher = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
         load_net_weights(teacher, net, train_images[:CALIBRATION_IMAGES])
     else:
