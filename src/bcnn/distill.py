@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bcnn.errors import BcnnError
+from bcnn.ir import Net
 
 Logits = Callable[[torch.Tensor], torch.Tensor]  # uint8 NHWC batch -> float logits (batch, classes)
 
@@ -49,7 +50,7 @@ def model_logits(model: torch.nn.Module, channels_last: bool = False) -> Logits:
     return logits
 
 
-def engine_logits(net) -> Logits:
+def engine_logits(net: Net) -> Logits:
     """A compiled net's logits (``acc · output_scale + output_bias``) from the fast engine, on the batch's
     device, with as many threads as torch uses."""
     from bcnn.engine.fast import FastEngine, default_threads
