@@ -76,12 +76,15 @@ def load_teacher(src: str, student: torch.nn.Module, train_images: np.ndarray, d
     from bcnn.models import build_model, last_linear
     from bcnn.train import CALIBRATION_IMAGES, weights_source
 
-    wanted = (student.input_size, student.input_size, student.in_channels, last_linear(student).out_features)
+    def check_fits(height: int, width: int, channels: int, classes: int) -> None:
+        if (height, width, channels, classes) != (student.input_size, student.input_size, student.in_channels,
+                                                  last_linear(student).out_features):
+            raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
+
     path: Path = weights_source("--teacher", src)
     if path.suffix != ".pt":
         net = ir.load(path)
-        if (*net.input_shape, net.n_outputs) != wanted:
-            raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
+        check_fits(*net.input_shape, net.n_outputs)
         if device.type == "cpu" if engine is None else engine:
             return engine_logits(net), "the integer engine"
         if "arch" not in net.meta:
@@ -96,8 +99,7 @@ def load_teacher(src: str, student: torch.nn.Module, train_images: np.ndarray, d
             raise BcnnError(f"--teacher {src}: not a best.pt or checkpoint.pt that names its --arch")
         teacher = build_model(defined["arch"], **defined.get("model_options", {}))
         teacher.load_state_dict(saved["model"])
-        if (teacher.input_size, teacher.input_size, teacher.in_channels, last_linear(teacher).out_features) != wanted:
-            raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
+        check_fits(teacher.input_size, teacher.input_size, teacher.in_channels, last_linear(teacher).out_features)
     teacher = teacher.eval().requires_grad_(False).to(device)
     if channels_last:
         teacher.to(memory_format=torch.channels_last)
