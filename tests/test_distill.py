@@ -33,7 +33,9 @@ def test_engine_and_torch_teachers_agree(tmp_path):
     with torch.no_grad():
         exact = by_engine(batch)
         assert exact.dtype == torch.float32 and exact.shape == (40, 4)
-        for rebuilt in (from_pt(batch), from_net(batch)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as a bf16 training step calls a teacher
+            in_bf16_step = [from_pt(batch), from_net(batch)]
+        for rebuilt in [from_pt(batch), from_net(batch), *in_bf16_step]:
             assert torch.equal(exact.argmax(1), rebuilt.argmax(1))
             torch.testing.assert_close(rebuilt, exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))
             assert float(distill_loss(exact, rebuilt)) < 1e-6  # KL of a teacher with itself

@@ -2,10 +2,9 @@
 
 A teacher is a function from a uint8 NHWC batch (the augmented images the student sees, on the training
 device) to float logits. A compiled net (a ``.bcnn`` file or a bundled model's name) teaches on a CPU
-through the integer engine: it computes the net exactly, where the rebuilt torch model under bf16
-autocast rounds accumulators above 256, and on one thread it runs binarynet at about 900 images/s
-against torch's 100. Elsewhere (a GPU, or a float checkpoint as the teacher) the teacher is a torch model
-in eval mode beside the student.
+through the integer engine: it computes the net exactly, and on one thread it runs binarynet at about
+900 images/s against torch's 60. Elsewhere (a GPU, or a float checkpoint as the teacher) the teacher is a
+torch model in eval mode beside the student, run in float32 even inside the student's bf16 autocast.
 """
 
 from __future__ import annotations
@@ -103,4 +102,12 @@ def load_teacher(src: str, student: torch.nn.Module, train_images: np.ndarray, d
     teacher = teacher.eval().requires_grad_(False).to(device)
     if channels_last:
         teacher.to(memory_format=torch.channels_last)
-    return model_logits(torch.compile(teacher, dynamic=False) if compiled else teacher, channels_last), "torch"
+    run = model_logits(torch.compile(teacher, dynamic=False) if compiled else teacher, channels_last)
+
+    def in_float32(batch: torch.Tensor) -> torch.Tensor:
+        # called inside a bf16 training step: bf16 activations keep 8 significant bits, so accumulators
+        # above 256 (and the 8-bit input layer's sums) round and thresholds flip. In float32 they are exact,
+        # TF32 convolutions included: their ±1 and 8-bit operands fit TF32's 11 bits.
+        with torch.autocast(device.type, enabled=False):
+            return run(batch)
+    return in_float32, "torch"
