@@ -430,7 +430,9 @@ def _cifar_batches(root: Path, labels_offset: int = 0) -> Path:
 
 def test_distillation_at_weight_1_ignores_the_labels(tmp_path):
     """--teacher: at --distill-weight 1 the loss is the teacher's alone (labels shifted, same weights), at 0.5
-    it mixes in the labels (shifted labels, other weights); the recipe names the teacher."""
+    it mixes in the labels (shifted labels, other weights); the recipe names the teacher. The KL term's scale
+    on the model's logits: --distill-scale, else 1 from scratch, else measured at a warm start (1 for a model
+    that starts as the teacher)."""
     from bcnn.errors import BcnnError
     from bcnn.train import TrainConfig, train
 
@@ -439,18 +441,22 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path):
                "fc": [8], "num_classes": 4}, progress=False)
     teacher = train(TrainConfig(data=str(a), out_dir=str(tmp_path / "teacher"), **run))["bcnn"]
 
-    def student(data: Path, weight: float) -> dict:
-        out = tmp_path / f"{data.name}-{weight}"
+    runs = iter(range(100))
+
+    def student(data: Path, weight: float, **more) -> dict:
+        out = tmp_path / f"student{next(runs)}"
         train(TrainConfig(data=str(data), out_dir=str(out), teacher=teacher, distill_weight=weight, seed=1,
-                          export=False, **run))
+                          export=False, **run, **more))
         return torch.load(out / "checkpoint.pt", weights_only=False)
 
-    same = [student(a, 1.0), student(b, 1.0)]
+    same = [student(a, 1.0, distill_scale=2.0), student(b, 1.0, distill_scale=2.0)]
     mixed = [student(a, 0.5), student(b, 0.5)]
     assert all(torch.equal(v, same[1]["model"][k]) for k, v in same[0]["model"].items())
     assert not all(torch.equal(v, mixed[1]["model"][k]) for k, v in mixed[0]["model"].items())
     assert same[0]["state"]["history"][-1]["loss"] > 0  # the KL term itself, which the labels do not enter
-    assert same[0]["state"]["distill_scale"] > 0
+    assert (same[0]["state"]["distill_scale"], mixed[0]["state"]["distill_scale"]) == (2.0, 1.0)
+    assert student(a, 0.5, init_from=teacher)["state"]["distill_scale"] == pytest.approx(1.0, rel=1e-5)
+    assert student(a, 0.5, init_from=str(tmp_path / "student2"))["state"]["distill_scale"] != pytest.approx(1.0)
     assert same[0]["config"]["teacher"] == teacher
     with pytest.raises(BcnnError, match="input or classes differ"):  # cnv's 10 classes, this model's 4
         train(TrainConfig(data=str(a), out_dir=str(tmp_path / "c"), teacher="cnv", **run))

@@ -308,8 +308,9 @@ def cmd_train(args) -> dict:
     epochs = args.epochs or (10 if args.time_budget is None else 1_000_000)
     # train() counts from its own start: what the imports took is already spent
     stop_after = None if args.stop_after is None else max(1e-3, args.stop_after - (time.time() - STARTED))
-    if args.distill_weight is not None and not args.teacher:
-        raise BcnnError("--distill-weight needs --teacher")
+    for flag, value in (("--distill-weight", args.distill_weight), ("--distill-scale", args.distill_scale)):
+        if value is not None and not args.teacher:
+            raise BcnnError(f"{flag} needs --teacher")
     distill = {} if args.distill_weight is None else {"distill_weight": args.distill_weight}  # else the default
     cfg = TrainConfig(arch=args.arch, data=args.data, out_dir=args.out, epochs=epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
@@ -321,7 +322,7 @@ def cmd_train(args) -> dict:
                       channels_last=args.channels_last,
                       checkpoint_every=args.checkpoint_every, stop_after=stop_after,
                       time_budget=args.time_budget, budget_to_stop=args.budget_to_stop,
-                      teacher=args.teacher, **distill)
+                      teacher=args.teacher, distill_scale=args.distill_scale, **distill)
     return train(cfg)
 
 
@@ -479,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--distill-weight", type=float, metavar="W",
                     help="with --teacher: loss = (1 - W) x the task loss + W x KL(teacher || model) (default 0.5; "
                          "1 ignores the labels)")
+    sp.add_argument("--distill-scale", type=float, metavar="S",
+                    help="with --teacher: the KL term compares the teacher's softmax with that of S x the model's "
+                         "logits (default: with --init-from, the teacher's spread of logits over the model's at the "
+                         "start; from scratch, 1, which suits a cross-entropy model; a squared-hinge one's logits "
+                         "spread about a tenth of binarynet's)")
     sp.add_argument("--train-limit", type=count, help="train on the first N images only (classes round-robin)")
     sp.add_argument("--test-limit", type=count, help="evaluate on the first N test images only")
     sp.add_argument("--options", help="JSON dict of model options, e.g. '{\"channels\": [16, 32]}'")

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from bcnn import data as bdata
-from bcnn.distill import distill_loss, load_teacher, logit_spread, model_logits
+from bcnn.distill import Logits, distill_loss, load_teacher, logit_spread, model_logits
 from bcnn.errors import BcnnError
 from bcnn.fileio import atomic_write
 
@@ -84,6 +84,9 @@ class TrainConfig:
     # teaching cnv); distill_weight 1 ignores the labels (ReActNet's distributional loss)
     teacher: str | None = None
     distill_weight: float = 0.5
+    # the factor on the model's logits in the KL term; None: the teacher's spread of logits over the model's
+    # when warm-starting (--init-from), 1 from scratch, whose random logits say nothing of the scale it learns
+    distill_scale: float | None = None
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -93,10 +96,11 @@ LR_SCALES = ("none", "glorot")
 # What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
 # and progress may change between resumptions).
 RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
-                "init_from", "loss", "schedule", "time_budget", "lr_scale", "teacher", "distill_weight")
+                "init_from", "loss", "schedule", "time_budget", "lr_scale", "teacher", "distill_weight",
+                "distill_scale")
 # what best.pt keeps of how it was trained, so that an export elsewhere (--export-only) names the run's recipe
 RECIPE = ("lr", "lr_scale", "schedule", "loss", "batch_size", "weight_decay", "seed", "precision",
-          "time_budget", "teacher", "distill_weight")
+          "time_budget", "teacher", "distill_weight", "distill_scale")
 
 
 def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -256,6 +260,8 @@ def train(cfg: TrainConfig) -> dict:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
     if not 0.0 <= cfg.distill_weight <= 1.0:
         raise BcnnError(f"--distill-weight must be between 0 and 1, got {cfg.distill_weight}")
+    if cfg.distill_scale is not None and not (math.isfinite(cfg.distill_scale) and cfg.distill_scale > 0):
+        raise BcnnError(f"--distill-scale must be a positive number, got {cfg.distill_scale}")
     if cfg.teacher:  # a typo fails before the data are read
         weights_source("--teacher", cfg.teacher)
     if cfg.precision not in PRECISIONS:
@@ -347,15 +353,12 @@ def train(cfg: TrainConfig) -> dict:
     teacher = None
     if cfg.teacher and not cfg.export_only:
         teacher, runner = load_teacher(cfg.teacher, model, train_ds.images, device, compiled, cfg.channels_last)
-        if "distill_scale" not in state:  # a resumed run keeps its own
-            # a squared-hinge model's logits spread about 0.5, binarynet's about 7: compared as they are, the
-            # softmaxes would differ mostly in scale, which only the output affine can follow, slowly
-            calibration = train_ds.images[:CALIBRATION_IMAGES]
-            student = logit_spread(model_logits(model.eval()), calibration)
-            state["distill_scale"] = logit_spread(teacher, calibration) / student if student > 0 else 1.0
+        why = "the run's own, kept on resuming"
+        if "distill_scale" not in state:
+            state["distill_scale"], why = _distill_scale(cfg, model, teacher, train_ds.images[:CALIBRATION_IMAGES])
         if rank == 0:
-            print(f"distilling {cfg.teacher} (on {runner}): its logits spread {state['distill_scale']:.3g} times "
-                  f"this model's; the KL term scales this model's by that", file=sys.stderr, flush=True)
+            print(f"distilling {cfg.teacher} (on {runner}): the KL term scales this model's logits by "
+                  f"{state['distill_scale']:.3g} ({why})", file=sys.stderr, flush=True)
     budget = state.get("time_budget", cfg.time_budget)  # a budget fitted to the stop is the run's from then on
     if cfg.budget_to_stop and state["epoch"] == 0 and not cfg.export_only:
         budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (time.time() - started))), world, device)
@@ -523,6 +526,20 @@ def _eta(history: list[dict], epochs_left: int) -> str:
     if left >= 3600:
         return f", about {left / 3600:.1f} h to go"
     return f", about {left / 60:.0f} min to go" if left >= 60 else f", about {left:.0f} s to go"
+
+
+def _distill_scale(cfg: TrainConfig, model: torch.nn.Module, teacher: Logits,
+                   calibration: np.ndarray) -> tuple[float, str]:
+    """The factor on the model's logits in the KL term (TrainConfig.distill_scale), and where it comes from.
+    A squared-hinge model's logits spread about 0.5, binarynet's about 7: compared as they are, the softmaxes
+    would differ mostly in scale, which only the output affine can follow, slowly."""
+    if cfg.distill_scale is not None:
+        return cfg.distill_scale, "--distill-scale"
+    if not cfg.init_from:
+        return 1.0, "from scratch; --distill-scale sets another"
+    student = logit_spread(model_logits(model.eval()), calibration)
+    scale = logit_spread(teacher, calibration) / student if student > 0 else 1.0
+    return scale, "the teacher's spread of logits over this model's at the start"
 
 
 def _save_best(out: Path, model: torch.nn.Module, cfg: TrainConfig, state: dict, epoch: int, acc: float) -> None:
