@@ -428,7 +428,7 @@ def _cifar_batches(root: Path, labels_offset: int = 0) -> Path:
     return root
 
 
-def test_distillation_at_weight_1_ignores_the_labels(tmp_path):
+def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
     """--teacher: at --distill-weight 1 the loss is the teacher's alone (labels shifted, same weights), at 0.5
     it mixes in the labels (shifted labels, other weights); the recipe names the teacher. The KL term's scale
     on the model's logits: --distill-scale, else 1 from scratch, else measured at a warm start (1 for a model
@@ -458,6 +458,16 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path):
     assert student(a, 0.5, init_from=teacher)["state"]["distill_scale"] == pytest.approx(1.0, rel=1e-5)
     assert student(a, 0.5, init_from=str(tmp_path / "student2"))["state"]["distill_scale"] != pytest.approx(1.0)
     assert same[0]["config"]["teacher"] == teacher
+    resumed = TrainConfig(data=str(a), out_dir=str(tmp_path / "student0"), teacher=teacher, distill_weight=1.0,
+                          seed=1, export=False, resume=True, distill_scale=2.0, **run)
+    for changed in (False, True):
+        if changed:  # the teacher changes under the run, as a re-bundled model would
+            net = ir.load(teacher)
+            net.meta["note"] = "re-bundled"
+            ir.save(net, teacher)
+        capsys.readouterr()
+        train(resumed)
+        assert ("is not the file this run started with" in capsys.readouterr().err) == changed
     with pytest.raises(BcnnError, match="input or classes differ"):  # cnv's 10 classes, this model's 4
         train(TrainConfig(data=str(a), out_dir=str(tmp_path / "c"), teacher="cnv", **run))
 

@@ -19,6 +19,7 @@ earlier one, so training can go on after a finished schedule; the export counts 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -353,6 +354,12 @@ def train(cfg: TrainConfig) -> dict:
     teacher = None
     if cfg.teacher and not cfg.export_only:
         teacher, runner = load_teacher(cfg.teacher, model, train_ds.images, device, compiled, cfg.channels_last)
+        # a bundled teacher is re-bundled, a run folder's best.pt trains on: say so rather than resume silently
+        digest = hashlib.sha256(weights_source("--teacher", cfg.teacher).read_bytes()).hexdigest()
+        if state.setdefault("teacher_sha256", digest) != digest and rank == 0:
+            print(f"warning: --teacher {cfg.teacher} is not the file this run started with (its SHA-256 differs); "
+                  f"the run goes on with it as it is now", file=sys.stderr, flush=True)
+        state["teacher_sha256"] = digest
         why = "the run's own, kept on resuming"
         if "distill_scale" not in state:
             state["distill_scale"], why = _distill_scale(cfg, model, teacher, train_ds.images[:CALIBRATION_IMAGES])
