@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -441,7 +442,7 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
                "fc": [8], "num_classes": 4}, progress=False)
     teacher = train(TrainConfig(data=str(a), out_dir=str(tmp_path / "teacher"), **run))["bcnn"]
 
-    runs = iter(range(100))
+    runs = itertools.count()
 
     def student(data: Path, weight: float, **more) -> dict:
         out = tmp_path / f"student{next(runs)}"

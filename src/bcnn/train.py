@@ -356,7 +356,7 @@ def train(cfg: TrainConfig) -> dict:
         teacher, runner = load_teacher(cfg.teacher, model, train_ds.images, device, compiled, cfg.channels_last)
         # a bundled teacher is re-bundled, a run folder's best.pt trains on: say so rather than resume silently
         digest = hashlib.sha256(weights_source("--teacher", cfg.teacher).read_bytes()).hexdigest()
-        if state.setdefault("teacher_sha256", digest) != digest and rank == 0:
+        if state.get("teacher_sha256", digest) != digest and rank == 0:
             print(f"warning: --teacher {cfg.teacher} is not the file this run started with (its SHA-256 differs); "
                   f"the run goes on with it as it is now", file=sys.stderr, flush=True)
         state["teacher_sha256"] = digest
