@@ -241,11 +241,8 @@ def _atomic_torch_save(obj: dict, path: Path) -> None:
         torch.save(obj, f)
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train, checkpoint every epoch (or every N-th), export and compile the best epoch; returns a summary
-    dict."""
-    from bcnn.models import build_model
-
+def check_config(cfg: TrainConfig) -> None:
+    """Every flag's bounds and choices, before the model is built or the data are read."""
     for name, value in (("epochs", cfg.epochs), ("batch-size", cfg.batch_size), ("train-limit", cfg.train_limit),
                         ("test-limit", cfg.test_limit), ("checkpoint-every", cfg.checkpoint_every)):
         if value is not None and value < 1:
@@ -271,6 +268,14 @@ def train(cfg: TrainConfig) -> dict:
         raise BcnnError(f"--loss {cfg.loss!r}: expected one of {', '.join(LOSSES)}")
     if cfg.lr_scale not in LR_SCALES:
         raise BcnnError(f"--lr-scale {cfg.lr_scale!r}: expected one of {', '.join(LR_SCALES)}")
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, checkpoint every epoch (or every N-th), export and compile the best epoch; returns a summary
+    dict."""
+    from bcnn.models import build_model
+
+    check_config(cfg)
     schedule = parse_schedule(cfg.schedule)
     started = time.time()
     rank, world = _distributed()
@@ -314,58 +319,15 @@ def train(cfg: TrainConfig) -> dict:
     forward = torch.compile(ddp, dynamic=False) if compiled else ddp
     evaluator = torch.compile(model, dynamic=False) if compiled else model
 
-    # train_seconds: the epoch loop's time so far, over every call of a resumed run (a time-planned run's clock)
-    state = {"epoch": 0, "best_acc": -1.0, "history": [], "epochs_before": 0, "train_seconds": 0.0, "ended": False}
-    if cfg.export_only:
-        if not (out / "best.pt").is_file():
-            raise BcnnError(f"{out}: no best.pt to export; train first")
-        if ckpt.is_file():
-            saved = torch.load(ckpt, weights_only=False, map_location="cpu")
-            _check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
-            state = {**state, **saved["state"]}  # the defaults first: older checkpoints lack some
-    elif cfg.resume and ckpt.is_file():
-        saved = torch.load(ckpt, weights_only=False, map_location=device)
-        # a halving schedule does not depend on the run's length: such a run may be lengthened
-        defining = RUN_DEFINING if halving_epochs(cfg.schedule) is None else \
-            tuple(k for k in RUN_DEFINING if k != "epochs")
-        _check_same_run(saved.get("config", {}), cfg, defining, ckpt)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])  # the lr follows from the state: no scheduler state
-        state = {**state, **saved["state"]}
-    else:
-        if cfg.resume and rank == 0:
-            print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
-        if cfg.init_from:
-            state["epochs_before"] = warm_start(model, cfg, train_ds.images)
-            # epoch 0 is the source itself: a warm restart never exports worse weights than it started from
-            acc = evaluate(evaluator, test_ds.images, test_ds.labels)
-            state["best_acc"] = acc
-            state["history"].append({"epoch": 0, "test_acc": acc})
-            if rank == 0:
-                print(f"warm start from {cfg.init_from} ({state['epochs_before']} epochs): test accuracy "
-                      f"{acc:.4f}", file=sys.stderr, flush=True)
-                _save_best(out, model, cfg, state, 0, acc)
+    state = _restore_state(cfg, model, opt, evaluator, train_ds, test_ds, device, rank)
 
     # the whole training set lives on the device (150 MB of uint8 for CIFAR-10): batches and augmentation
     # are gathered there, with no host-to-device copy per step
     images = torch.from_numpy(train_ds.images).to(device)
     labels = torch.from_numpy(train_ds.labels).to(device)
     latent = latent_weights(model)
-    teacher = None
-    if cfg.teacher and not cfg.export_only:
-        teacher, runner = load_teacher(cfg.teacher, model, train_ds.images, device, compiled, cfg.channels_last)
-        # a bundled teacher is re-bundled, a run folder's best.pt trains on: say so rather than resume silently
-        digest = hashlib.sha256(weights_source("--teacher", cfg.teacher).read_bytes()).hexdigest()
-        if state.get("teacher_sha256", digest) != digest and rank == 0:
-            print(f"warning: --teacher {cfg.teacher} is not the file this run started with (its SHA-256 differs); "
-                  f"the run goes on with it as it is now", file=sys.stderr, flush=True)
-        state["teacher_sha256"] = digest
-        why = "the run's own, kept on resuming"
-        if "distill_scale" not in state:
-            state["distill_scale"], why = _distill_scale(cfg, model, teacher, train_ds.images[:CALIBRATION_IMAGES])
-        if rank == 0:
-            print(f"distilling {cfg.teacher} (on {runner}): the KL term scales this model's logits by "
-                  f"{state['distill_scale']:.3g} ({why})", file=sys.stderr, flush=True)
+    teacher = None if cfg.export_only else \
+        _attach_teacher(cfg, model, train_ds.images, device, compiled, state, rank)
     budget = state.get("time_budget", cfg.time_budget)  # a budget fitted to the stop is the run's from then on
     if cfg.budget_to_stop and state["epoch"] == 0 and not cfg.export_only:
         budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (time.time() - started))), world, device)
@@ -396,12 +358,7 @@ def train(cfg: TrainConfig) -> dict:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.precision):
                 logits = forward(x)
-                loss = loss_fn(cfg.loss, logits, labels[idx])
-                if teacher is not None:
-                    with torch.no_grad():
-                        soft = teacher(seen_images)
-                    loss = (1 - cfg.distill_weight) * loss + \
-                        cfg.distill_weight * distill_loss(logits, soft, state["distill_scale"])
+                loss = batch_loss(cfg, logits, labels[idx], teacher, seen_images, state.get("distill_scale"))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -470,6 +427,80 @@ def train(cfg: TrainConfig) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def batch_loss(cfg: TrainConfig, logits: torch.Tensor, labels: torch.Tensor, teacher: Logits | None,
+               images: torch.Tensor, distill_scale: float | None) -> torch.Tensor:
+    """The task loss of a batch, mixed with the KL term from ``teacher``'s logits on the same augmented
+    ``images`` (uint8 NHWC) when distilling."""
+    loss = loss_fn(cfg.loss, logits, labels)
+    if teacher is None:
+        return loss
+    with torch.no_grad():
+        soft = teacher(images)
+    return (1 - cfg.distill_weight) * loss + cfg.distill_weight * distill_loss(logits, soft, distill_scale)
+
+
+def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                   evaluator: torch.nn.Module, train_ds: bdata.Dataset, test_ds: bdata.Dataset,
+                   device: torch.device, rank: int) -> dict:
+    """Where the run starts: checkpoint.pt's state (and weights, on --resume), a warm start's source scored as
+    epoch 0 (--init-from), or nothing yet."""
+    out = Path(cfg.out_dir)
+    ckpt = out / "checkpoint.pt"
+    # train_seconds: the epoch loop's time so far, over every call of a resumed run (a time-planned run's clock)
+    state = {"epoch": 0, "best_acc": -1.0, "history": [], "epochs_before": 0, "train_seconds": 0.0, "ended": False}
+    if cfg.export_only:
+        if not (out / "best.pt").is_file():
+            raise BcnnError(f"{out}: no best.pt to export; train first")
+        if ckpt.is_file():
+            saved = torch.load(ckpt, weights_only=False, map_location="cpu")
+            _check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
+            state = {**state, **saved["state"]}  # the defaults first: older checkpoints lack some
+    elif cfg.resume and ckpt.is_file():
+        saved = torch.load(ckpt, weights_only=False, map_location=device)
+        # a halving schedule does not depend on the run's length: such a run may be lengthened
+        defining = RUN_DEFINING if halving_epochs(cfg.schedule) is None else \
+            tuple(k for k in RUN_DEFINING if k != "epochs")
+        _check_same_run(saved.get("config", {}), cfg, defining, ckpt)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])  # the lr follows from the state: no scheduler state
+        state = {**state, **saved["state"]}
+    else:
+        if cfg.resume and rank == 0:
+            print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
+        if cfg.init_from:
+            state["epochs_before"] = warm_start(model, cfg, train_ds.images)
+            # epoch 0 is the source itself: a warm restart never exports worse weights than it started from
+            acc = evaluate(evaluator, test_ds.images, test_ds.labels)
+            state["best_acc"] = acc
+            state["history"].append({"epoch": 0, "test_acc": acc})
+            if rank == 0:
+                print(f"warm start from {cfg.init_from} ({state['epochs_before']} epochs): test accuracy "
+                      f"{acc:.4f}", file=sys.stderr, flush=True)
+                _save_best(out, model, cfg, state, 0, acc)
+    return state
+
+
+def _attach_teacher(cfg: TrainConfig, model: torch.nn.Module, train_images: np.ndarray, device: torch.device,
+                    compiled: bool, state: dict, rank: int) -> Logits | None:
+    """--teacher's frozen model, if any; records its file's digest and the KL term's scale in ``state``."""
+    if not cfg.teacher:
+        return None
+    teacher, runner = load_teacher(cfg.teacher, model, train_images, device, compiled, cfg.channels_last)
+    # a bundled teacher is re-bundled, a run folder's best.pt trains on: say so rather than resume silently
+    digest = hashlib.sha256(weights_source("--teacher", cfg.teacher).read_bytes()).hexdigest()
+    if state.get("teacher_sha256", digest) != digest and rank == 0:
+        print(f"warning: --teacher {cfg.teacher} is not the file this run started with (its SHA-256 differs); "
+              f"the run goes on with it as it is now", file=sys.stderr, flush=True)
+    state["teacher_sha256"] = digest
+    why = "the run's own, kept on resuming"
+    if "distill_scale" not in state:
+        state["distill_scale"], why = _distill_scale(cfg, model, teacher, train_images[:CALIBRATION_IMAGES])
+    if rank == 0:
+        print(f"distilling {cfg.teacher} (on {runner}): the KL term scales this model's logits by "
+              f"{state['distill_scale']:.3g} ({why})", file=sys.stderr, flush=True)
+    return teacher
 
 
 def _epoch_gaps(history: list[dict]) -> list[float]:
