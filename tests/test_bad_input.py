@@ -423,10 +423,13 @@ def test_numbers_out_of_range(capsys, files, args, needle):
     ((*TRAIN, "--teacher", "tiny", "--distill-scale", "0"), "--distill-scale must be a positive number, got 0.0"),
     ((*TRAIN, "--teacher", "{tmp}/nowhere"), "not a bundled model (bundled: binarynet, cnv, tiny); or a run folder"),
     ((*TRAIN, "--teacher", "{tmp}/run"), "expected a run folder holding best.pt, a .pt file"),
+    ((*TRAIN, "--teacher", "tiny,"), "expected one or more comma-separated teachers, one is empty"),
+    ((*TRAIN, "--teacher", "tiny,{tmp}/nowhere"), "--teacher {tmp}/nowhere: no such file, and not a bundled model"),
 ], ids=["batch_zero", "plot_suffix", "plot_folder", "out_folder", "out_suffix", "plan_output_folder",
         "mem_without_folding", "text_as_model", "folder_as_model", "file_as_rtl", "one_image", "missing_data",
         "out_is_a_file", "options_not_json", "options_unknown", "train_over_a_run", "distill_without_teacher",
-        "distill_weight", "scale_without_teacher", "distill_scale", "teacher_missing", "teacher_without_best"])
+        "distill_weight", "scale_without_teacher", "distill_scale", "teacher_missing", "teacher_without_best",
+        "ensemble_member_empty", "ensemble_member_missing"])
 def test_paths_and_values_that_make_no_sense(capsys, files, tmp_path, args, needle):
     (tmp_path / "notes.txt").write_text("not a model")
     (tmp_path / "run").mkdir()

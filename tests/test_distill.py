@@ -1,4 +1,5 @@
-"""bcnn.distill: a compiled teacher on the integer engine and the same teacher in torch give the same logits."""
+"""bcnn.distill: a compiled teacher on the integer engine and the same teacher in torch give the same logits;
+an ensemble of teachers gives the mean of theirs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from bcnn import fuzz, ir
-from bcnn.distill import distill_loss, load_teacher
+from bcnn.distill import distill_loss, load_teacher, load_teachers
 from bcnn.errors import BcnnError
 from bcnn.models import build_model
 from test_decompile import EDGES, rebuilt_model
@@ -47,3 +48,20 @@ def test_a_teacher_with_other_classes_is_refused(tmp_path):
     student = build_model("tiny", **{**EDGES["options"], "num_classes": 3})
     with pytest.raises(BcnnError, match="input or classes differ"):
         load_teacher(str(tmp_path / "teacher.bcnn"), student, np.zeros((4, 6, 6, 3), np.uint8), torch.device("cpu"))
+
+
+def test_an_ensemble_teaches_the_mean_of_its_members_logits(tmp_path):
+    members = []
+    for seed in (5, 6):
+        res = fuzz.check_brevitas({**EDGES, "seed": seed})
+        ir.save(res.net, tmp_path / f"t{seed}.bcnn")
+        members.append(str(tmp_path / f"t{seed}.bcnn"))
+    student = build_model("tiny", **EDGES["options"])
+    images = np.random.default_rng(12).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
+    batch, cpu = torch.from_numpy(images), torch.device("cpu")
+    alone = [load_teacher(m, student, images, cpu)[0](batch) for m in members]
+    assert not torch.equal(*alone)
+    ensemble, runner = load_teachers(" , ".join(members), student, images, cpu)
+    assert runner == "the integer engine"
+    assert torch.equal(ensemble(batch), (alone[0] + alone[1]) / 2)
+    assert torch.equal(load_teachers(members[0], student, images, cpu)[0](batch), alone[0])

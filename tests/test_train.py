@@ -446,8 +446,8 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
 
     def student(data: Path, weight: float, **more) -> dict:
         out = tmp_path / f"student{next(runs)}"
-        train(TrainConfig(data=str(data), out_dir=str(out), teacher=teacher, distill_weight=weight, seed=1,
-                          export=False, **run, **more))
+        train(TrainConfig(data=str(data), out_dir=str(out), distill_weight=weight, seed=1, export=False,
+                          **run, **{"teacher": teacher, **more}))
         return torch.load(out / "checkpoint.pt", weights_only=False)
 
     same = [student(a, 1.0, distill_scale=2.0), student(b, 1.0, distill_scale=2.0)]
@@ -459,6 +459,9 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
     assert student(a, 0.5, init_from=teacher)["state"]["distill_scale"] == pytest.approx(1.0, rel=1e-5)
     assert student(a, 0.5, init_from=str(tmp_path / "student2"))["state"]["distill_scale"] != pytest.approx(1.0)
     assert same[0]["config"]["teacher"] == teacher
+    # an ensemble of one teacher twice teaches as that teacher: its logits' mean is exact
+    twice = student(a, 1.0, distill_scale=2.0, teacher=f"{teacher},{teacher}")
+    assert all(torch.equal(v, twice["model"][k]) for k, v in same[0]["model"].items())
     resumed = TrainConfig(data=str(a), out_dir=str(tmp_path / "student0"), teacher=teacher, distill_weight=1.0,
                           seed=1, export=False, resume=True, distill_scale=2.0, **run)
     for changed in (False, True):
@@ -468,7 +471,7 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
             ir.save(net, teacher)
         capsys.readouterr()
         train(resumed)
-        assert ("is not the file this run started with" in capsys.readouterr().err) == changed
+        assert ("is not what this run started with" in capsys.readouterr().err) == changed
     with pytest.raises(BcnnError, match="input or classes differ"):  # cnv's 10 classes, this model's 4
         train(TrainConfig(data=str(a), out_dir=str(tmp_path / "c"), teacher="cnv", **run))
 

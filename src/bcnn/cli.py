@@ -473,10 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "bundled model's name, e.g. binarynet: its signs and thresholds, with latent weights drawn and "
                     "batch norm calibrated on the training images), with a fresh optimizer and LR schedule; to "
                     "train on after a run's schedule has ended")
-    sp.add_argument("--teacher", metavar="RUN|NET",
+    sp.add_argument("--teacher", metavar="RUN|NET[,...]",
                     help="knowledge distillation: also learn this frozen model's softmax (a run folder, a .pt file, "
                          "a .bcnn file or a bundled model's name, e.g. binarynet to teach cnv; on a CPU a compiled "
-                         "net teaches through the integer engine, exactly and about 8 times faster than torch)")
+                         "net teaches through the integer engine, exactly and about 8 times faster than torch); "
+                         "several, comma-separated, teach as an ensemble: the mean of their logits")
     sp.add_argument("--distill-weight", type=float, metavar="W",
                     help="with --teacher: loss = (1 - W) x the task loss + W x KL(teacher || model) (default 0.5; "
                          "1 ignores the labels)")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from bcnn import data as bdata
-from bcnn.distill import Logits, distill_loss, load_teacher, logit_spread, model_logits
+from bcnn.distill import Logits, distill_loss, load_teachers, logit_spread, model_logits, teacher_sources
 from bcnn.errors import BcnnError
 from bcnn.fileio import atomic_write
 
@@ -260,8 +260,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise BcnnError(f"--distill-weight must be between 0 and 1, got {cfg.distill_weight}")
     if cfg.distill_scale is not None and not (math.isfinite(cfg.distill_scale) and cfg.distill_scale > 0):
         raise BcnnError(f"--distill-scale must be a positive number, got {cfg.distill_scale}")
-    if cfg.teacher:  # a typo fails before the data are read
-        weights_source("--teacher", cfg.teacher)
+    for src in teacher_sources(cfg.teacher) if cfg.teacher else ():  # a typo fails before the data
+        weights_source("--teacher", src)
     if cfg.precision not in PRECISIONS:
         raise BcnnError(f"--precision {cfg.precision!r}: expected one of {', '.join(PRECISIONS)}")
     if cfg.loss not in LOSSES:
@@ -487,11 +487,12 @@ def _attach_teacher(cfg: TrainConfig, model: torch.nn.Module, train_images: np.n
     """--teacher's frozen model, if any; records its file's digest and the KL term's scale in ``state``."""
     if not cfg.teacher:
         return None
-    teacher, runner = load_teacher(cfg.teacher, model, train_images, device, compiled, cfg.channels_last)
+    teacher, runner = load_teachers(cfg.teacher, model, train_images, device, compiled, cfg.channels_last)
     # a bundled teacher is re-bundled, a run folder's best.pt trains on: say so rather than resume silently
-    digest = hashlib.sha256(weights_source("--teacher", cfg.teacher).read_bytes()).hexdigest()
+    digest = ",".join(hashlib.sha256(weights_source("--teacher", src).read_bytes()).hexdigest()
+                      for src in teacher_sources(cfg.teacher))
     if state.get("teacher_sha256", digest) != digest and rank == 0:
-        print(f"warning: --teacher {cfg.teacher} is not the file this run started with (its SHA-256 differs); "
+        print(f"warning: --teacher {cfg.teacher} is not what this run started with (a file's SHA-256 differs); "
               f"the run goes on with it as it is now", file=sys.stderr, flush=True)
     state["teacher_sha256"] = digest
     why = "the run's own, kept on resuming"
