@@ -484,7 +484,8 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
 
 def _attach_teacher(cfg: TrainConfig, model: torch.nn.Module, train_images: np.ndarray, device: torch.device,
                     compiled: bool, state: dict, rank: int) -> Logits | None:
-    """--teacher's frozen model, if any; records its file's digest and the KL term's scale in ``state``."""
+    """--teacher's frozen model (or ensemble), if any; records its files' digests and the KL term's scale in
+    ``state``."""
     if not cfg.teacher:
         return None
     teacher, runner = load_teachers(cfg.teacher, model, train_images, device, compiled, cfg.channels_last)
