@@ -15,11 +15,11 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bcnn import data as bdata
 from bcnn import ir
-from bcnn.distill import engine_logits
+from bcnn.engine.fast import run_fast
+from bcnn.engine.reference import logits as net_logits
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -36,9 +36,8 @@ def main() -> None:
     test = bdata.load(args.data, split="test")
     logits = {}
     for name in args.nets:
-        run = engine_logits(ir.load(ir.resolve(name)))
-        logits[name] = np.concatenate([run(torch.from_numpy(test.images[i:i + 500])).numpy()
-                                       for i in range(0, len(test.images), 500)])
+        net = ir.load(ir.resolve(name))
+        logits[name] = net_logits(net, run_fast(net, test.images))
         print(f"{(logits[name].argmax(1) == test.labels).mean():.2%}  {name}", flush=True)
     print("mean of logits / of softmaxes  members")
     for k in range(2, len(args.nets) + 1):
