@@ -412,6 +412,38 @@ def test_warm_start_from_a_compiled_net(data, tmp_path):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from="cnv", **run))
 
 
+def test_snapshot_carries_a_run_to_another_machine(data, tmp_path):
+    """--export-only --snapshot compiles the latest epoch; --init-from it with --start-epoch K goes on at epoch
+    K of the same schedule, as the uninterrupted run does, and counts the snapshot's epochs as its own."""
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    run = dict(arch="tiny", data=str(data), batch_size=20, train_limit=40, test_limit=50, epochs=3,
+               model_options=json.loads(OPTIONS), progress=False)
+    whole = train(TrainConfig(out_dir=str(tmp_path / "whole"), **run))
+    cut = train(TrainConfig(out_dir=str(tmp_path / "a"), stop_after=1e-3, **run))  # stops after epoch 1
+    assert cut["stopped_early"] and cut["epochs"] == 1
+    with pytest.raises(BcnnError, match="--snapshot goes with --export-only"):
+        train(TrainConfig(out_dir=str(tmp_path / "a"), snapshot=True, **run))
+    snap = train(TrainConfig(out_dir=str(tmp_path / "a"), export_only=True, snapshot=True, **run))
+    assert snap["bcnn"] == str(tmp_path / "a" / "snapshot.bcnn") and snap["start_epoch"] == 1
+    assert snap["torch_engine_mismatches"] == 0 and ir.load(snap["bcnn"]).meta["epochs_trained"] == 1
+    on = train(TrainConfig(out_dir=str(tmp_path / "b"), init_from=snap["bcnn"], start_epoch=1, **run))
+    source = ir.load(snap["bcnn"])
+    test = load(str(data), split="test", limit=50)
+    assert on["history"][0] == {"epoch": 1, "test_acc": float((predict(source, run_reference(source, test.images))
+                                                                == test.labels).mean())}
+    assert [r["epoch"] for r in on["history"]] == [1, 2, 3] and on["epochs"] == 3
+    # the schedule goes on where the snapshot left it: each epoch ends at the uninterrupted run's lr
+    assert [r["lr"] for r in on["history"][1:]] == [r["lr"] for r in whole["history"][1:]]
+    assert on["epochs_trained"] == on["best_epoch"] and on["torch_engine_mismatches"] == 0
+    for bad, match in ((dict(start_epoch=1), "needs --init-from"),
+                       (dict(start_epoch=3, init_from=snap["bcnn"]), "an --epochs above it"),
+                       (dict(start_epoch=2, init_from=snap["bcnn"]), "trained for 1 epochs, fewer than")):
+        with pytest.raises(BcnnError, match=match):
+            train(TrainConfig(out_dir=str(tmp_path / "c"), **{**run, **bad}))
+
+
 def _cifar_batches(root: Path, labels_offset: int = 0) -> Path:
     """The CIFAR-10 pickle layout with learnable 32x32 images (4 colour classes); the training labels
     shifted by ``labels_offset`` (mod 4), the images and their order the same whatever the offset."""

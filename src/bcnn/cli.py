@@ -322,7 +322,8 @@ def cmd_train(args) -> dict:
                       channels_last=args.channels_last,
                       checkpoint_every=args.checkpoint_every, stop_after=stop_after,
                       time_budget=args.time_budget, budget_to_stop=args.budget_to_stop,
-                      teacher=args.teacher, distill_scale=args.distill_scale, **distill)
+                      teacher=args.teacher, distill_scale=args.distill_scale, start_epoch=args.start_epoch,
+                      snapshot=args.snapshot, **distill)
     return train(cfg)
 
 
@@ -473,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "bundled model's name, e.g. binarynet: its signs and thresholds, with latent weights drawn and "
                     "batch norm calibrated on the training images), with a fresh optimizer and LR schedule; to "
                     "train on after a run's schedule has ended")
+    sp.add_argument("--start-epoch", type=int, default=0, metavar="K",
+                    help="with --init-from a snapshot (see --snapshot): begin at epoch K of the schedule and "
+                         "shuffles, as the snapshot's run would have gone on: a run carried to another machine as a "
+                         "compiled net (its latent magnitudes and optimizer state start anew)")
     sp.add_argument("--teacher", metavar="RUN|NET[,...]",
                     help="knowledge distillation: also learn this frozen model's softmax (a run folder, a .pt file, "
                          "a .bcnn file or a bundled model's name, e.g. binarynet to teach cnv; on a CPU a compiled "
@@ -492,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     sp.add_argument("--export-only", action="store_true",
                     help="no training: export, compile and check the best epoch in OUT so far")
+    sp.add_argument("--snapshot", action="store_true",
+                    help="with --export-only: export the latest epoch (OUT/checkpoint.pt) as OUT/snapshot.bcnn, "
+                         "checked like a best epoch, for --init-from ... --start-epoch K elsewhere: a compiled "
+                         "net is small enough to keep in git where float checkpoints are not")
     sp.add_argument("--no-export", action="store_true",
                     help="train only, no export at the end (timing runs); --export-only exports later")
     sp.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",

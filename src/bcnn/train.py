@@ -60,6 +60,11 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16": autocast the training forward pass (about 1.5x faster on AVX512-BF16)
     compile: bool = False  # torch.compile training and evaluation: fuses Brevitas's elementwise quantizers
     init_from: str | None = None  # warm start: a run folder (its best.pt) or a .pt file of one
+    # with init_from: the new run begins at this epoch of its schedule and shuffles, as if it had trained the
+    # epochs before it: init_from is then another run's snapshot at that epoch, carried over as a .bcnn
+    start_epoch: int = 0
+    # with export_only: export the latest epoch (checkpoint.pt) as snapshot.bcnn, not the best as model.bcnn
+    snapshot: bool = False
     loss: str = "ce"  # "ce": cross-entropy; "sqrhinge": BinaryNet's and Brevitas bnn_pynq's squared hinge
     schedule: str = "cosine"  # "cosine" to 0 over the run, "exp:K" to lr/2^K, "halve:N" every N epochs
     # "glorot": each binary layer's latent weights learn at lr x glorot_lr_scale (BinaryNet's W_LR_scale,
@@ -256,6 +261,11 @@ def check_config(cfg: TrainConfig) -> None:
         raise BcnnError("--budget-to-stop needs --time-budget and --stop-after")
     if cfg.export_only and not cfg.export:
         raise BcnnError("--export-only with --no-export would do nothing: choose one")
+    if cfg.snapshot and not cfg.export_only:
+        raise BcnnError("--snapshot goes with --export-only: it exports a run's latest epoch, training nothing")
+    if cfg.start_epoch and not (cfg.init_from and 0 < cfg.start_epoch < cfg.epochs and cfg.time_budget is None):
+        raise BcnnError(f"--start-epoch {cfg.start_epoch} needs --init-from (the snapshot it goes on from), an "
+                        f"--epochs above it ({cfg.epochs}) and no --time-budget")
     if not 0.0 <= cfg.distill_weight <= 1.0:
         raise BcnnError(f"--distill-weight must be between 0 and 1, got {cfg.distill_weight}")
     if cfg.distill_scale is not None and not (math.isfinite(cfg.distill_scale) and cfg.distill_scale > 0):
@@ -420,7 +430,9 @@ def train(cfg: TrainConfig) -> dict:
                "epochs": state["epoch"], "best_acc": state["best_acc"],
                "stopped_early": not (cfg.export_only or state["ended"]) and state["epoch"] < cfg.epochs,
                "history": state["history"], "out_dir": str(out)}
-    if rank == 0:
+    if rank == 0 and cfg.snapshot:
+        summary.update(export_snapshot(cfg, model, out, test_ds))
+    elif rank == 0:
         if cfg.export:
             summary.update(export_best(cfg, model, out, test_ds))
         (out / "history.json").write_text(json.dumps(summary, indent=2))
@@ -451,8 +463,9 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
     # train_seconds: the epoch loop's time so far, over every call of a resumed run (a time-planned run's clock)
     state = {"epoch": 0, "best_acc": -1.0, "history": [], "epochs_before": 0, "train_seconds": 0.0, "ended": False}
     if cfg.export_only:
-        if not (out / "best.pt").is_file():
-            raise BcnnError(f"{out}: no best.pt to export; train first")
+        needed = ckpt if cfg.snapshot else out / "best.pt"
+        if not needed.is_file():
+            raise BcnnError(f"{out}: no {needed.name} to export; train first")
         if ckpt.is_file():
             saved = torch.load(ckpt, weights_only=False, map_location="cpu")
             _check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
@@ -470,15 +483,21 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
         if cfg.resume and rank == 0:
             print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
         if cfg.init_from:
-            state["epochs_before"] = warm_start(model, cfg, train_ds.images)
-            # epoch 0 is the source itself: a warm restart never exports worse weights than it started from
+            trained = warm_start(model, cfg, train_ds.images)
+            if trained < cfg.start_epoch:
+                raise BcnnError(f"--init-from {cfg.init_from} was trained for {trained} epochs, fewer than "
+                                f"--start-epoch {cfg.start_epoch}")
+            # the source's epochs from the start one on are this run's own
+            state["epoch"], state["epochs_before"] = cfg.start_epoch, trained - cfg.start_epoch
+            # the source is this run's first epoch: a warm restart never exports worse weights than it began with
             acc = evaluate(evaluator, test_ds.images, test_ds.labels)
             state["best_acc"] = acc
-            state["history"].append({"epoch": 0, "test_acc": acc})
+            state["history"].append({"epoch": cfg.start_epoch, "test_acc": acc})
             if rank == 0:
-                print(f"warm start from {cfg.init_from} ({state['epochs_before']} epochs): test accuracy "
-                      f"{acc:.4f}", file=sys.stderr, flush=True)
-                _save_best(out, model, cfg, state, 0, acc)
+                at = f", going on at epoch {cfg.start_epoch} of {cfg.epochs}" if cfg.start_epoch else ""
+                print(f"warm start from {cfg.init_from} ({trained} epochs{at}): test accuracy {acc:.4f}",
+                      file=sys.stderr, flush=True)
+                _save_best(out, model, cfg, state, cfg.start_epoch, acc)
     return state
 
 
@@ -681,17 +700,39 @@ def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: 
 def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bdata.Dataset) -> dict:
     """QONNX export and compile of the best epoch's weights, then the check that matters: on the test set,
     the torch model and the compiled integer engine must predict the same class for every image."""
+    best = torch.load(out / "best.pt", weights_only=False, map_location="cpu")
+    return _export(cfg, model, best, out, "model", test_ds)
+
+
+def export_snapshot(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bdata.Dataset) -> dict:
+    """The latest epoch (checkpoint.pt) as ``snapshot.bcnn``, checked as a best epoch is: a compiled net that
+    ``--init-from snapshot.bcnn --start-epoch K`` carries on from, on a machine without this run's folder.
+    Only the signs and thresholds go: latent magnitudes, batch-norm affines and the optimizer's moments are
+    rebuilt or begin anew there (bcnn.decompile)."""
+    saved = torch.load(out / "checkpoint.pt", weights_only=False, map_location="cpu")
+    config, state = saved.get("config", {}), saved["state"]
+    latest = {"model": saved["model"], "epoch": state["epoch"], "epochs_before": state.get("epochs_before", 0),
+              "init_from": config.get("init_from"), "recipe": {k: config[k] for k in RECIPE if k in config}}
+    done = _export(cfg, model, latest, out, "snapshot", test_ds)
+    print(f"another machine goes on with the same flags plus --init-from snapshot.bcnn --start-epoch "
+          f"{state['epoch']} (a new --out)", file=sys.stderr, flush=True)
+    return {**done, "start_epoch": state["epoch"]}
+
+
+def _export(cfg: TrainConfig, model: torch.nn.Module, best: dict, out: Path, name: str,
+            test_ds: bdata.Dataset) -> dict:
+    """``best`` (the weights of one epoch and where they came from) as OUT/NAME.onnx and OUT/NAME.bcnn, with
+    the torch-vs-engine check on the test set."""
     from bcnn import ir
     from bcnn.compile import compile_onnx
     from bcnn.engine.fast import run_fast
     from bcnn.engine.reference import predict
     from bcnn.models import export_onnx, snap_thresholds
 
-    best = torch.load(out / "best.pt", weights_only=False, map_location="cpu")
     model.cpu().load_state_dict(best["model"])
     model.eval()
     snap_thresholds(model)  # same function, but no accumulator near a float crossing: exact everywhere
-    onnx_path = out / "model.onnx"
+    onnx_path = out / f"{name}.onnx"
     h, w, c = test_ds.images.shape[1:]
     export_onnx(model, onnx_path, (1, c, h, w))
     net = compile_onnx(onnx_path)
@@ -707,11 +748,11 @@ def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bd
                      "model_options": cfg.model_options, **({"recipe": recipe} if recipe else {}), **check})
     if best.get("init_from"):
         net.meta["warm_start"] = {"init_from": best["init_from"], "epochs_before": before}
-    ir.save(net, out / "model.bcnn")
+    ir.save(net, out / f"{name}.bcnn")
     print(f"exported epoch {best['epoch']}: engine accuracy {check['engine_test_acc']:.4f} on {len(test_ds)} "
           f"test images, torch vs engine mismatches {check['torch_engine_mismatches']}", file=sys.stderr, flush=True)
     # the recipe's lr, schedule and loss replace those of an --export-only command, which trains nothing
-    return {"onnx": str(onnx_path), "bcnn": str(out / "model.bcnn"), "best_epoch": best["epoch"],
+    return {"onnx": str(onnx_path), "bcnn": str(out / f"{name}.bcnn"), "best_epoch": best["epoch"],
             "epochs_trained": before + best["epoch"],
             **{k: recipe[k] for k in ("lr", "schedule", "loss") if k in recipe}, **check}
 
