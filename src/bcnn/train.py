@@ -711,11 +711,17 @@ def export_snapshot(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds
     rebuilt or begin anew there (bcnn.decompile)."""
     saved = torch.load(out / "checkpoint.pt", weights_only=False, map_location="cpu")
     config, state = saved.get("config", {}), saved["state"]
+    recipe = {k: config[k] for k in RECIPE if k in config}
+    # the KL term's scale as the run used it (measured at a warm start): going on, it must not be re-measured
+    scale = state.get("distill_scale")
+    if scale is not None:
+        recipe["distill_scale"] = scale
     latest = {"model": saved["model"], "epoch": state["epoch"], "epochs_before": state.get("epochs_before", 0),
-              "init_from": config.get("init_from"), "recipe": {k: config[k] for k in RECIPE if k in config}}
+              "init_from": config.get("init_from"), "recipe": recipe}
     done = _export(cfg, model, latest, out, "snapshot", test_ds)
     print(f"another machine goes on with the same flags plus --init-from snapshot.bcnn --start-epoch "
-          f"{state['epoch']} (a new --out)", file=sys.stderr, flush=True)
+          f"{state['epoch']}{'' if scale is None else f' --distill-scale {scale:.9g}'} (a new --out)",
+          file=sys.stderr, flush=True)
     return {**done, "start_epoch": state["epoch"]}
 
 
