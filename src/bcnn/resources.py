@@ -325,11 +325,14 @@ def calibrate(out_path: str | os.PathLike | None = None, work: str | os.PathLike
     from concurrent.futures import ThreadPoolExecutor
 
     from bcnn.rtl.manifest import read_manifest
+    from bcnn.synth import yosys_version
+    from bcnn.tools import yosys
 
     for d in designs:  # before hours of Yosys on the grid
         read_manifest(Path(d))
         ir_load(Path(d))
     grid = calibration_grid()
+    yosys_version(tuple(yosys()))  # the first YoWASP run, before threads start
     with tempfile.TemporaryDirectory(prefix="bcnn-calib") as td:
         base = Path(work) if work else Path(td)
 

@@ -10,6 +10,7 @@ the bundled models, so their first ``bcnn run`` needs no Yosys); ``bcnn synth --
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bcnn.errors import BcnnError
-from bcnn.fileio import cache_root, write_json
+from bcnn.fileio import cache_root, exclusive, write_json
 from bcnn.rtl.manifest import read_manifest
 from bcnn.tools import yosys
 
@@ -79,10 +80,26 @@ def script(module: str, files: list[str], family: str, stat_path: str) -> str:
             f'tee -q -o "{stat_path}" stat -json\n')
 
 
+def yowasp_lock(cmd: tuple[str, ...]) -> Path | None:
+    """The lock file that serializes YoWASP's first run across processes, or None for a native Yosys.
+    That run compiles Yosys to machine code and caches it with a plain, non-atomic write (yowasp-runtime
+    1.96); a second process that maps the cached file meanwhile dies of SIGBUS (seen on a fresh machine:
+    `bcnn run` beside the tests)."""
+    if "yowasp" not in Path(cmd[0]).name:
+        return None
+    import platformdirs  # yowasp-runtime's own dependency, which places its cache
+
+    root = os.environ.get("YOWASP_CACHE_DIR") or platformdirs.user_cache_dir("YoWASP", appauthor=False)
+    return Path(root) / "bcnn-first-run.lock"
+
+
 @cache
 def yosys_version(cmd: tuple[str, ...]) -> str:
+    """Yosys's version line. Call it before running Yosys in parallel: it is the first run, under the lock."""
+    lock = yowasp_lock(cmd)
     try:
-        out = subprocess.run([*cmd, "-V"], capture_output=True, text=True, timeout=600)
+        with exclusive(lock) if lock else contextlib.nullcontext():
+            out = subprocess.run([*cmd, "-V"], capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise BcnnError(f"cannot run Yosys ({' '.join(cmd)}): {e}") from e
     if out.returncode != 0:
