@@ -207,10 +207,9 @@ def test_one_word_weight_memory_is_constants(tmp_path: Path) -> None:
     assert make_plan(net, pe=pes, simd=simds)["layers"][0]["mem"] == "logic"  # no style to choose: constants
 
 
-def test_yowasp_first_run_waits_for_another_process(tmp_path: Path) -> None:
+def test_yowasp_first_run_waits_for_another_process() -> None:
     """YoWASP caches its compiled Yosys with a non-atomic write: bcnn's first run of it (yosys_version) holds
     a lock beside that cache, so a second process waits instead of mapping a file being rewritten."""
-    import os
     import subprocess
     import sys
 
@@ -222,7 +221,7 @@ def test_yowasp_first_run_waits_for_another_process(tmp_path: Path) -> None:
     assert lock is not None and yowasp_lock(("/usr/bin/yosys",)) is None
     probe = ["-c", f"from bcnn.synth import yosys_version; print(yosys_version(({str(yowasp)!r},)))"]
     with exclusive(lock):  # another process's first run, going on
-        proc = subprocess.Popen([sys.executable, *probe], stdout=subprocess.PIPE, text=True, env=os.environ)
+        proc = subprocess.Popen([sys.executable, *probe], stdout=subprocess.PIPE, text=True)
         time.sleep(3)
         assert proc.poll() is None  # waiting
     out, _ = proc.communicate(timeout=600)
