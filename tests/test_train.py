@@ -7,10 +7,12 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -504,6 +506,18 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
         capsys.readouterr()
         train(resumed)
         assert ("is not what this run started with" in capsys.readouterr().err) == changed
+    # the teacher's bytes under another name resume a run (a re-bundled teacher kept from git); others do not
+    fresh = replace(resumed, out_dir=str(tmp_path / "fresh"), resume=False)
+    train(fresh)
+    kept = tmp_path / "kept.bcnn"
+    shutil.copy(teacher, kept)
+    capsys.readouterr()
+    train(replace(fresh, resume=True, teacher=str(kept)))
+    assert "is not what this run started with" not in capsys.readouterr().err
+    net.meta["note"] = "another net"
+    ir.save(net, tmp_path / "other.bcnn")
+    with pytest.raises(BcnnError, match="other settings: --teacher"):
+        train(replace(fresh, resume=True, teacher=str(tmp_path / "other.bcnn")))
     with pytest.raises(BcnnError, match="input or classes differ"):  # cnv's 10 classes, this model's 4
         train(TrainConfig(data=str(a), out_dir=str(tmp_path / "c"), teacher="cnv", **run))
 

@@ -475,6 +475,9 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
         # a halving schedule does not depend on the run's length: such a run may be lengthened
         defining = RUN_DEFINING if halving_epochs(cfg.schedule) is None else \
             tuple(k for k in RUN_DEFINING if k != "epochs")
+        if cfg.teacher and saved["state"].get("teacher_sha256") == teacher_digest(cfg.teacher):
+            # the run's teacher under another name: a bundled teacher since re-bundled, kept as a file
+            defining = tuple(k for k in defining if k != "teacher")
         _check_same_run(saved.get("config", {}), cfg, defining, ckpt)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])  # the lr follows from the state: no scheduler state
@@ -509,8 +512,7 @@ def _attach_teacher(cfg: TrainConfig, model: torch.nn.Module, train_images: np.n
         return None
     teacher, runner = load_teachers(cfg.teacher, model, train_images, device, compiled, cfg.channels_last)
     # a bundled teacher is re-bundled, a run folder's best.pt trains on: say so rather than resume silently
-    digest = ",".join(hashlib.sha256(weights_source("--teacher", src).read_bytes()).hexdigest()
-                      for src in teacher_sources(cfg.teacher))
+    digest = teacher_digest(cfg.teacher)
     if state.get("teacher_sha256", digest) != digest and rank == 0:
         print(f"warning: --teacher {cfg.teacher} is not what this run started with (a file's SHA-256 differs); "
               f"the run goes on with it as it is now", file=sys.stderr, flush=True)
@@ -677,6 +679,12 @@ def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, t
     load_net_weights(model.cpu(), net, train_images[:CALIBRATION_IMAGES])
     model.to(device)
     return int(net.meta.get("epochs_trained", 0))
+
+
+def teacher_digest(spec: str) -> str:
+    """The SHA-256 of each of --teacher's files, comma-joined: how a resumed run knows its teacher."""
+    return ",".join(hashlib.sha256(weights_source("--teacher", src).read_bytes()).hexdigest()
+                    for src in teacher_sources(spec))
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:
