@@ -41,7 +41,9 @@
 #   until its schedule ends or SECONDS are spent, and returns as `train` does.
 # bench SECONDS NET...: `bcnn bench` of random-weight NETs (cnv, binarynet) on the GPU against the CPU's fast
 #   engine, within SECONDS in all; the JSON comes back as $OUT/bench-NET.json, the rows as they are measured
-#   as $OUT/bench-NET.log. torch-packed-cuda compiles once per batch size (about 30 s each for binarynet).
+#   as $OUT/bench-NET.log. torch-packed-cuda compiles once per batch size (about 30 s each for binarynet up to
+#   batch 256; batch 4096 took over 90 s in session 20 and was not reached). BATCHES and BACKENDS override
+#   the batch sizes (1,16,256,4096) and backends (fast,torch-cuda,torch-packed-cuda), e.g. BATCHES=4096.
 # profile ARCH [STEPS]: `benchmarks/train_speed.py` there: ms per training step (float32, bf16, bf16 compiled,
 #   bf16 compiled NHWC: if that wins, pass --channels-last to `train`),
 #   then torch.profiler's top operators over STEPS compiled bf16 steps; also as $OUT/profile-ARCH.txt.
@@ -210,8 +212,8 @@ bench)
         left=$(( deadline - $(date +%s) ))
         [ "$left" -gt 10 ] || { echo "bench: no time left for $net"; break; }
         # the rows go to a log as they come: a bench stopped at the deadline still returns what it measured
-        timeout "$left" python3 -m bcnn bench "random:$net" --batch 1,16,256,4096 \
-            --backends fast,torch-cuda,torch-packed-cuda --json > "$out/bench-$net.json" \
+        timeout "$left" python3 -m bcnn bench "random:$net" --batch "${BATCHES:-1,16,256,4096}" \
+            --backends "${BACKENDS:-fast,torch-cuda,torch-packed-cuda}" --json > "$out/bench-$net.json" \
             2> >(tee "$out/bench-$net.log" >&2) || echo "bench $net: exit $?"
     done
     ;;
