@@ -80,8 +80,8 @@ def test_gpu_power_parsing_and_absence(monkeypatch):
     assert p.watts is None and p.samples == []
 
 
-@pytest.mark.parametrize(("seed", "compiled"), [(0, False), (1, False), (0, True)],
-                         ids=["pad0", "pad1-chunked", "pad0-compiled"])
+@pytest.mark.parametrize(("seed", "compiled"), [(0, False), (1, False), (0, True), (1, True)],
+                         ids=["pad0", "pad1-chunked", "pad0-compiled", "pad1-compiled-pieces"])
 def test_packed_torch_model_is_exact(seed, compiled, monkeypatch):
     """Bit-packed XOR-popcount model == reference: pad bits 0 and 1, fan-ins not multiples of 64 (70 and 65
     channels, 3×3 kernels), OR and AND pooling, FC layers; a tiny chunk size also exercises the chunking.
@@ -96,9 +96,22 @@ def test_packed_torch_model_is_exact(seed, compiled, monkeypatch):
     assert net.layers[1].pool_and.any() and not net.layers[1].pool_and.all()
     x = random_images(rng, net, 5)
     monkeypatch.setattr(packed_torch, "CHUNK_BYTES", 4096 if seed else 2**28)
+    monkeypatch.setattr(packed_torch, "MAX_FUSED_PIECES", 3)  # compiled: 3 pieces of unequal rows, not 80
     with torch.inference_mode():
         out = packed_torch.packed_torch_model(net, compile=compiled)(torch.from_numpy(x))
     assert out.dtype == torch.int64 and np.array_equal(out.numpy(), run_reference(net, x))
+
+
+def test_compiled_packed_layers_stay_few_pieces():
+    """Inductor fuses each piece, so their number only costs compile time: capped, while an eager model keeps
+    CHUNK_BYTES's bound on the memory a piece materializes."""
+    from bcnn.engine.packed_torch import MAX_FUSED_PIECES, piece_rows
+
+    positions, chunk = 4096 * 32 * 32, 14563  # binarynet's conv1 at batch 4096 (128 channels in and out, 3×3)
+    rows = piece_rows(positions, chunk, fused=True)
+    assert -(-positions // rows) <= MAX_FUSED_PIECES < -(-positions // chunk)
+    assert piece_rows(positions, chunk, fused=False) == chunk
+    assert piece_rows(256 * 32 * 32, chunk, fused=True) == chunk  # batch 256 (18 pieces): as measured on the H200
 
 
 def test_packed_torch_model_compiles_every_batch_size():

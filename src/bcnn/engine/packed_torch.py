@@ -23,6 +23,7 @@ from bcnn.ir import Net
 # alive, so chunking over positions at this size holds a layer's peak near 1 GiB.
 CHUNK_BYTES = 2**28
 RECOMPILE_LIMIT = 64  # compiled (network, batch size) pairs in one process: a sweep over nets and batches
+MAX_FUSED_PIECES = 24  # pieces per layer where inductor fuses each (see piece_rows); batch 256 of binarynet needs 18
 
 # SWAR constants as signed int64 (all below 2^63, so Python ints are already in range).
 _M1, _M2, _M4, _H01 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101
@@ -34,6 +35,19 @@ def popcount64(x):
     x = (x & _M2) + ((x >> 2) & _M2)
     x = (x + (x >> 4)) & _M4
     return (x * _H01) >> 56  # top byte = sum of the byte counts ≤ 64, so its sign bit is 0
+
+
+def piece_rows(positions: int, chunk: int, fused: bool) -> int:
+    """Rows of a layer's unfolded activations per XOR-popcount piece.
+
+    Eager, each piece materializes its (rows, out_ch, words) intermediate, so ``chunk`` rows (CHUNK_BYTES) bound
+    it. Compiled by inductor, XOR, popcount and sum fuse into one reduction that materializes none (on the CPU,
+    binarynet at batch 1024 in one piece a layer peaked no higher than in 300 pieces), and each piece lengthens
+    the graph: binarynet at batch 4096 made 1,171 pieces, whose compile did not end in the 90-odd seconds a
+    call on an H200 left it, where batch 256's 75 took about 30 s. So fused pieces grow to at most
+    MAX_FUSED_PIECES a layer.
+    """
+    return max(chunk, -(-positions // MAX_FUSED_PIECES)) if fused else chunk
 
 
 def pack_channels(bits, shifts):
@@ -69,6 +83,7 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False, bac
             self.register_buffer("lut", torch.tensor(net.input_lut, dtype=torch.float32))
             self.register_buffer("shifts", shifts)
             self.specs = []
+            self.fused = compile and backend == "inductor"  # piece_rows
             for i, layer in enumerate(net.layers):
                 if i == 0:  # (out, in, K, K) ±1 floats for the integer first layer
                     self.register_buffer("w0", pm1_weights(layer))
@@ -99,9 +114,10 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False, bac
                     oh, ow = words.shape[1] - k + 1, words.shape[2] - k + 1
                     cols = words.unfold(1, k, 1).unfold(2, k, 1).permute(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)
                     wt = getattr(self, f"w{i}")
-                    # Chunk over positions so (positions, out_ch, words) stays within CHUNK_BYTES.
-                    mism = torch.cat([popcount64(cols[s:s + chunk, None, :] ^ wt).sum(-1)
-                                      for s in range(0, cols.shape[0], chunk)])
+                    # in pieces over positions (piece_rows): eager, each within CHUNK_BYTES
+                    rows = piece_rows(cols.shape[0], chunk, self.fused)
+                    mism = torch.cat([popcount64(cols[s:s + rows, None, :] ^ wt).sum(-1)
+                                      for s in range(0, cols.shape[0], rows)])
                     acc = (fan_in - 2 * mism).view(n, oh, ow, -1)
                 if last:
                     return acc.reshape(n, -1)
