@@ -96,7 +96,7 @@ def test_packed_torch_model_is_exact(seed, compiled, monkeypatch):
     assert net.layers[1].pool_and.any() and not net.layers[1].pool_and.all()
     x = random_images(rng, net, 5)
     monkeypatch.setattr(packed_torch, "CHUNK_BYTES", 4096 if seed else 2**28)
-    monkeypatch.setattr(packed_torch, "MAX_FUSED_PIECES", 3)  # compiled: 3 pieces of unequal rows, not 80
+    monkeypatch.setattr(packed_torch, "MAX_FUSED_PIECES", 3)  # compiled: 3 pieces a layer, of unequal rows
     with torch.inference_mode():
         out = packed_torch.packed_torch_model(net, compile=compiled)(torch.from_numpy(x))
     assert out.dtype == torch.int64 and np.array_equal(out.numpy(), run_reference(net, x))
@@ -111,7 +111,7 @@ def test_compiled_packed_layers_stay_few_pieces():
     rows = piece_rows(positions, chunk, fused=True)
     assert -(-positions // rows) <= MAX_FUSED_PIECES < -(-positions // chunk)
     assert piece_rows(positions, chunk, fused=False) == chunk
-    assert piece_rows(256 * 32 * 32, chunk, fused=True) == chunk  # batch 256 (18 pieces): as measured on the H200
+    assert piece_rows(256 * 32 * 32, chunk, fused=True) == chunk  # batch 256 (19 pieces): as measured on the H200
 
 
 def test_packed_torch_model_compiles_every_batch_size():

@@ -23,7 +23,7 @@ from bcnn.ir import Net
 # alive, so chunking over positions at this size holds a layer's peak near 1 GiB.
 CHUNK_BYTES = 2**28
 RECOMPILE_LIMIT = 64  # compiled (network, batch size) pairs in one process: a sweep over nets and batches
-MAX_FUSED_PIECES = 24  # pieces per layer where inductor fuses each (see piece_rows); batch 256 of binarynet needs 18
+MAX_FUSED_PIECES = 24  # pieces per layer where inductor fuses each (see piece_rows); batch 256 of binarynet needs 19
 
 # SWAR constants as signed int64 (all below 2^63, so Python ints are already in range).
 _M1, _M2, _M4, _H01 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101
@@ -42,9 +42,9 @@ def piece_rows(positions: int, chunk: int, fused: bool) -> int:
 
     Eager, each piece materializes its (rows, out_ch, words) intermediate, so ``chunk`` rows (CHUNK_BYTES) bound
     it. Compiled by inductor, XOR, popcount and sum fuse into one reduction that materializes none (on the CPU,
-    binarynet at batch 1024 in one piece a layer peaked no higher than in 300 pieces), and each piece lengthens
-    the graph: binarynet at batch 4096 made 1,171 pieces, whose compile did not end in the 90-odd seconds a
-    call on an H200 left it, where batch 256's 75 took about 30 s. So fused pieces grow to at most
+    binarynet at batch 1024 in one piece a layer peaked no higher than in 299 pieces), and each piece lengthens
+    the graph: binarynet at batch 4096 made 1,176 pieces, whose compile did not end in the 90-odd seconds a
+    call on an H200 left it, where batch 256's 80 took about 30 s. So fused pieces grow to at most
     MAX_FUSED_PIECES a layer.
     """
     return max(chunk, -(-positions // MAX_FUSED_PIECES)) if fused else chunk
