@@ -467,7 +467,7 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
     """--teacher: at --distill-weight 1 the loss is the teacher's alone (labels shifted, same weights), at 0.5
     it mixes in the labels (shifted labels, other weights); the recipe names the teacher. The KL term's scale
     on the model's logits: --distill-scale, else 1 from scratch, else measured at a warm start (1 for a model
-    that starts as the teacher)."""
+    that starts as the teacher), which best.pt's recipe records."""
     from bcnn.errors import BcnnError
     from bcnn.train import TrainConfig, train
 
@@ -482,7 +482,8 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
         out = tmp_path / f"student{next(runs)}"
         train(TrainConfig(data=str(data), out_dir=str(out), distill_weight=weight, seed=1, export=False,
                           **run, **{"teacher": teacher, **more}))
-        return torch.load(out / "checkpoint.pt", weights_only=False)
+        return {**torch.load(out / "checkpoint.pt", weights_only=False),
+                "best": torch.load(out / "best.pt", weights_only=False)}
 
     same = [student(a, 1.0, distill_scale=2.0), student(b, 1.0, distill_scale=2.0)]
     mixed = [student(a, 0.5), student(b, 0.5)]
@@ -491,7 +492,11 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
     assert same[0]["state"]["history"][-1]["loss"] > 0  # the KL term itself, which the labels do not enter
     assert (same[0]["state"]["distill_scale"], mixed[0]["state"]["distill_scale"]) == (2.0, 1.0)
     assert student(a, 0.5, init_from=teacher)["state"]["distill_scale"] == pytest.approx(1.0, rel=1e-5)
-    assert student(a, 0.5, init_from=str(tmp_path / "student2"))["state"]["distill_scale"] != pytest.approx(1.0)
+    warm = student(a, 0.5, init_from=str(tmp_path / "student2"))
+    assert warm["state"]["distill_scale"] != pytest.approx(1.0)
+    # best.pt names the scale the run used, measured or given, for a run that goes on from its export
+    assert [s["best"]["recipe"]["distill_scale"] for s in (warm, mixed[0], same[0])] == \
+        [warm["state"]["distill_scale"], 1.0, 2.0]
     assert same[0]["config"]["teacher"] == teacher
     # an ensemble of one teacher twice teaches as that teacher: its logits' mean is exact
     twice = student(a, 1.0, distill_scale=2.0, teacher=f"{teacher},{teacher}")

@@ -329,7 +329,7 @@ def train(cfg: TrainConfig) -> dict:
     forward = torch.compile(ddp, dynamic=False) if compiled else ddp
     evaluator = torch.compile(model, dynamic=False) if compiled else model
 
-    state = _restore_state(cfg, model, opt, evaluator, train_ds, test_ds, device, rank)
+    state, warm_acc = _restore_state(cfg, model, opt, evaluator, train_ds, test_ds, device, rank)
 
     # the whole training set lives on the device (150 MB of uint8 for CIFAR-10): batches and augmentation
     # are gathered there, with no host-to-device copy per step
@@ -338,6 +338,8 @@ def train(cfg: TrainConfig) -> dict:
     latent = latent_weights(model)
     teacher = None if cfg.export_only else \
         _attach_teacher(cfg, model, train_ds.images, device, compiled, state, rank)
+    if warm_acc is not None and rank == 0:  # after the teacher: best.pt's recipe names the KL term's scale
+        _save_best(out, model, cfg, state, cfg.start_epoch, warm_acc)
     budget = state.get("time_budget", cfg.time_budget)  # a budget fitted to the stop is the run's from then on
     if cfg.budget_to_stop and state["epoch"] == 0 and not cfg.export_only:
         budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (time.time() - started))), world, device)
@@ -455,9 +457,9 @@ def batch_loss(cfg: TrainConfig, logits: torch.Tensor, labels: torch.Tensor, tea
 
 def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer,
                    evaluator: torch.nn.Module, train_ds: bdata.Dataset, test_ds: bdata.Dataset,
-                   device: torch.device, rank: int) -> dict:
+                   device: torch.device, rank: int) -> tuple[dict, float | None]:
     """Where the run starts: checkpoint.pt's state (and weights, on --resume), a warm start's source scored as
-    epoch 0 (--init-from), or nothing yet."""
+    epoch 0 (--init-from), or nothing yet; and a warm start's test accuracy, for best.pt (else None)."""
     out = Path(cfg.out_dir)
     ckpt = out / "checkpoint.pt"
     # train_seconds: the epoch loop's time so far, over every call of a resumed run (a time-planned run's clock)
@@ -500,8 +502,8 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
                 at = f", going on at epoch {cfg.start_epoch} of {cfg.epochs}" if cfg.start_epoch else ""
                 print(f"warm start from {cfg.init_from} ({trained} epochs{at}): test accuracy {acc:.4f}",
                       file=sys.stderr, flush=True)
-                _save_best(out, model, cfg, state, cfg.start_epoch, acc)
-    return state
+            return state, acc
+    return state, None
 
 
 def _attach_teacher(cfg: TrainConfig, model: torch.nn.Module, train_images: np.ndarray, device: torch.device,
@@ -606,8 +608,17 @@ def _distill_scale(cfg: TrainConfig, model: torch.nn.Module, teacher: Logits,
 def _save_best(out: Path, model: torch.nn.Module, cfg: TrainConfig, state: dict, epoch: int, acc: float) -> None:
     _atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "acc": acc, "arch": cfg.arch,
                         "model_options": cfg.model_options, "epochs_before": state.get("epochs_before", 0),
-                        "init_from": cfg.init_from, "recipe": {k: getattr(cfg, k) for k in RECIPE}},
+                        "init_from": cfg.init_from, "recipe": run_recipe(vars(cfg), state)},
                        out / "best.pt")
+
+
+def run_recipe(config: dict, state: dict) -> dict:
+    """What best.pt and snapshot.bcnn keep of how the run trained (RECIPE), with the KL term's scale as the
+    run used it: measured at a warm start, it is what a run going on elsewhere must give as --distill-scale."""
+    recipe = {k: config[k] for k in RECIPE if k in config}
+    if state.get("distill_scale") is not None:
+        recipe["distill_scale"] = state["distill_scale"]
+    return recipe
 
 
 def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
@@ -719,13 +730,9 @@ def export_snapshot(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds
     rebuilt or begin anew there (bcnn.decompile)."""
     saved = torch.load(out / "checkpoint.pt", weights_only=False, map_location="cpu")
     config, state = saved.get("config", {}), saved["state"]
-    recipe = {k: config[k] for k in RECIPE if k in config}
-    # the KL term's scale as the run used it (measured at a warm start): going on, it must not be re-measured
     scale = state.get("distill_scale")
-    if scale is not None:
-        recipe["distill_scale"] = scale
     latest = {"model": saved["model"], "epoch": state["epoch"], "epochs_before": state.get("epochs_before", 0),
-              "init_from": config.get("init_from"), "recipe": recipe}
+              "init_from": config.get("init_from"), "recipe": run_recipe(config, state)}
     done = _export(cfg, model, latest, out, "snapshot", test_ds)
     print(f"another machine goes on with the same flags plus --init-from snapshot.bcnn --start-epoch "
           f"{state['epoch']}{'' if scale is None else f' --distill-scale {scale:.9g}'} (a new --out)",
