@@ -1,5 +1,6 @@
 """A distillation teacher's cost and exactness on the CPU: a compiled net on the integer engine against the
-same net rebuilt as a torch model (`bcnn train --teacher NET` picks the engine on a CPU), side by side.
+same net as its integer function in float32 torch (the teacher `bcnn train --teacher NET` uses on a GPU) and
+rebuilt as a Brevitas model (a GPU's teacher until session 22), side by side.
 
     python benchmarks/teacher_speed.py [--net binarynet] [--data DIR] [--batch 100] [--batches 10] [--threads 1]
 
@@ -20,7 +21,7 @@ import torch
 from bcnn import data as bdata
 from bcnn import ir
 from bcnn.decompile import load_net_weights
-from bcnn.distill import engine_logits, model_logits
+from bcnn.distill import engine_logits, float_torch_logits, model_logits
 from bcnn.models import build_model
 from bcnn.train import CALIBRATION_IMAGES, augment, autocast
 
@@ -40,8 +41,9 @@ def main() -> None:
     torch.manual_seed(0)
     load_net_weights(model, net, train_images[:CALIBRATION_IMAGES])
     model.eval().requires_grad_(False)
-    runners = {"engine": (engine_logits(net), None), "torch fp32": (model_logits(model), "fp32"),
-               "torch bf16": (model_logits(model), "bf16")}
+    cpu = torch.device("cpu")  # the integer function is called inside bf16 autocast, as a training step does
+    runners = {"engine": (engine_logits(net), None), "integer fn fp32": (float_torch_logits(net, cpu), "bf16"),
+               "torch fp32": (model_logits(model), "fp32"), "torch bf16": (model_logits(model), "bf16")}
     gen = torch.Generator().manual_seed(0)
     seconds: dict[str, list[float]] = {name: [] for name in runners}
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in runners}
@@ -56,13 +58,13 @@ def main() -> None:
             outputs[name].append(y)
     exact = torch.cat(outputs["engine"][1:])
     print(f"{args.net}, batch {args.batch}, {args.batches} batches, {args.threads} thread(s), CPU time")
-    print(f"{'runner':<12} {'s / 1,000 images':>17} {'vs engine':>10} {'max |logit diff|':>17} {'class differs':>14}")
+    print(f"{'runner':<16} {'s / 1,000 images':>17} {'vs engine':>10} {'max |logit diff|':>17} {'class differs':>14}")
     base = statistics.median(seconds["engine"][1:])
     for name in runners:
         s = statistics.median(seconds[name][1:])
         y = torch.cat(outputs[name][1:])
         differs = int((y.argmax(1) != exact.argmax(1)).sum())
-        print(f"{name:<12} {s * 1000 / args.batch:>17.2f} {s / base:>9.1f}x {float((y - exact).abs().max()):>17.3g} "
+        print(f"{name:<16} {s * 1000 / args.batch:>17.2f} {s / base:>9.1f}x {float((y - exact).abs().max()):>17.3g} "
               f"{differs:>7} of {len(y)}")
 
 

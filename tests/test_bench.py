@@ -8,6 +8,7 @@ import torch
 
 from bcnn import bench
 from bcnn.cli import main
+from bcnn.engine.float_torch import float_torch_model
 from bcnn.engine.reference import run_reference
 from bcnn.randnet import ConvSpec, random_images, random_net
 
@@ -23,12 +24,12 @@ def test_fpga_rows():
     assert rows[0]["latency_ms"] == pytest.approx(0.05) and rows[1]["latency_ms"] == pytest.approx(0.08)
 
 
-def test_torch_model_is_exact():
+def test_float_torch_model_is_exact():
     net = small_net()
     net.layers[1].pad_bit = 1
     x = random_images(np.random.default_rng(2), net, 5)
     with torch.inference_mode():
-        out = bench.torch_model(net)(torch.from_numpy(x)).round().long().numpy()
+        out = float_torch_model(net)(torch.from_numpy(x)).round().long().numpy()
     assert np.array_equal(out, run_reference(net, x))
 
 

@@ -1,5 +1,5 @@
-"""bcnn.distill: a compiled teacher on the integer engine and the same teacher in torch give the same logits;
-an ensemble of teachers gives the mean of theirs."""
+"""bcnn.distill: a compiled teacher gives the same logits on the integer engine and in torch (to the bit as its
+integer function, to float rounding as its float checkpoint); an ensemble of teachers gives the mean of theirs."""
 
 from __future__ import annotations
 
@@ -18,25 +18,25 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def test_engine_and_torch_teachers_agree(tmp_path):
     res = fuzz.check_brevitas(EDGES)
-    res.net.meta.update(arch="tiny", model_options=EDGES["options"])
     ir.save(res.net, tmp_path / "teacher.bcnn")
     torch.save({"config": {"arch": "tiny", "model_options": EDGES["options"]},
                 "model": rebuilt_model(EDGES, res.net).state_dict()}, tmp_path / "best.pt")
     student = build_model("tiny", **EDGES["options"])
     images = np.random.default_rng(11).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
     cpu = torch.device("cpu")
-    by_engine, engine_runner = load_teacher(str(tmp_path / "teacher.bcnn"), student, images, cpu)
-    from_pt, pt_runner = load_teacher(str(tmp_path), student, images, cpu)
-    # as on a GPU: the net rebuilt as a torch model
-    from_net, net_runner = load_teacher(str(tmp_path / "teacher.bcnn"), student, images, cpu, engine=False)
-    assert (engine_runner, pt_runner, net_runner) == ("the integer engine", "torch", "torch")
+    by_engine, engine_runner = load_teacher(str(tmp_path / "teacher.bcnn"), student, cpu)
+    from_pt, pt_runner = load_teacher(str(tmp_path), student, cpu)
+    # as on a GPU: the net's integer function in float32 torch (the net names no --arch: none is needed)
+    from_net, net_runner = load_teacher(str(tmp_path / "teacher.bcnn"), student, cpu, engine=False)
+    assert (engine_runner, pt_runner, net_runner) == ("the integer engine", "torch", "torch, as its integer function")
     batch = torch.from_numpy(images)
     with torch.no_grad():
         exact = by_engine(batch)
         assert exact.dtype == torch.float32 and exact.shape == (40, 4)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # as a bf16 training step calls a teacher
             in_bf16_step = [from_pt(batch), from_net(batch)]
-        for rebuilt in [from_pt(batch), from_net(batch), *in_bf16_step]:
+        assert torch.equal(from_net(batch), exact) and torch.equal(in_bf16_step[1], exact)
+        for rebuilt in [from_pt(batch), in_bf16_step[0]]:
             assert torch.equal(exact.argmax(1), rebuilt.argmax(1))
             torch.testing.assert_close(rebuilt, exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))
             assert float(distill_loss(exact, rebuilt)) < 1e-6  # KL of a teacher with itself
@@ -47,7 +47,7 @@ def test_a_teacher_with_other_classes_is_refused(tmp_path):
     ir.save(res.net, tmp_path / "teacher.bcnn")
     student = build_model("tiny", **{**EDGES["options"], "num_classes": 3})
     with pytest.raises(BcnnError, match="input or classes differ"):
-        load_teacher(str(tmp_path / "teacher.bcnn"), student, np.zeros((4, 6, 6, 3), np.uint8), torch.device("cpu"))
+        load_teacher(str(tmp_path / "teacher.bcnn"), student, torch.device("cpu"))
 
 
 def test_an_ensemble_teaches_the_mean_of_its_members_logits(tmp_path):
@@ -59,9 +59,9 @@ def test_an_ensemble_teaches_the_mean_of_its_members_logits(tmp_path):
     student = build_model("tiny", **EDGES["options"])
     images = np.random.default_rng(12).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
     batch, cpu = torch.from_numpy(images), torch.device("cpu")
-    alone = [load_teacher(m, student, images, cpu)[0](batch) for m in members]
+    alone = [load_teacher(m, student, cpu)[0](batch) for m in members]
     assert not torch.equal(*alone)
-    ensemble, runner = load_teachers(" , ".join(members), student, images, cpu)
+    ensemble, runner = load_teachers(" , ".join(members), student, cpu)
     assert runner == "the integer engine"
     assert torch.equal(ensemble(batch), (alone[0] + alone[1]) / 2)
-    assert torch.equal(load_teachers(members[0], student, images, cpu)[0](batch), alone[0])
+    assert torch.equal(load_teachers(members[0], student, cpu)[0](batch), alone[0])

@@ -480,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "compiled net (its latent magnitudes and optimizer state start anew)")
     sp.add_argument("--teacher", metavar="RUN|NET[,...]",
                     help="knowledge distillation: also learn this frozen model's softmax (a run folder, a .pt file, "
-                         "a .bcnn file or a bundled model's name, e.g. binarynet to teach cnv; on a CPU a compiled "
-                         "net teaches through the integer engine, exactly and about 8 times faster than torch); "
+                         "a .bcnn file or a bundled model's name, e.g. binarynet to teach cnv; a compiled net teaches "
+                         "exactly: through the integer engine on a CPU, as its integer function in torch on a GPU); "
                          "several, comma-separated, teach as an ensemble: the mean of their logits")
     sp.add_argument("--distill-weight", type=float, metavar="W",
                     help="with --teacher: loss = (1 - W) x the task loss + W x KL(teacher || model) (default 0.5; "

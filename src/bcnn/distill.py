@@ -1,11 +1,14 @@
 """Knowledge distillation: a frozen teacher's logits, and the loss that pulls the student's softmax to them.
 
 A teacher is a function from a uint8 NHWC batch (the augmented images the student sees, on the training
-device) to float logits. A compiled net (a ``.bcnn`` file or a bundled model's name) teaches on a CPU
-through the integer engine: it computes the net exactly, and on one thread it runs binarynet at about
-900 images/s against torch's 60. Elsewhere (a GPU, or a float checkpoint as the teacher) the teacher is a
-torch model in eval mode beside the student, run in float32 even inside the student's bf16 autocast.
-Several teachers (``--teacher A,B``) teach as one: the mean of their logits.
+device) to float logits. A compiled net (a ``.bcnn`` file or a bundled model's name) computes exactly its
+integer function: on a CPU through the integer engine (on one thread binarynet at about 900 images/s
+against torch's 60), on a GPU as that function in float32 torch (``bcnn.engine.float_torch``), which needs no
+model rebuilt or calibrated. (Until session 22 a GPU's teacher was the Brevitas model, rebuilt and calibrated
+on the CPU: 27 s per binarynet on 2 cores, before its compile; a five-net ensemble kept three GPU runs from
+their first epoch for 4-6 minutes of a 10-minute call.) A float checkpoint (``.pt``)
+teaches as a torch model in eval mode beside the student. Both torch teachers run in float32, even inside
+the student's bf16 autocast. Several teachers (``--teacher A,B``) teach as one: the mean of their logits.
 """
 
 from __future__ import annotations
@@ -64,6 +67,21 @@ def engine_logits(net: Net) -> Logits:
     return logits
 
 
+def float_torch_logits(net: Net, device: torch.device) -> Logits:
+    """A compiled net's logits from its integer function in float32 torch on ``device``: the engine's, to the
+    bit (the accumulators are exact integers, and the output affine is applied in float64 as the engine does)."""
+    from bcnn.engine.float_torch import float_torch_model
+
+    model = float_torch_model(net, str(device))
+    scale, bias = (torch.tensor(a, dtype=torch.float64, device=device) for a in (net.output_scale, net.output_bias))
+
+    def logits(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            acc = model(batch.to(device))
+        return (acc.double() * scale + bias).float()
+    return logits
+
+
 def teacher_sources(spec: str) -> list[str]:
     """The members of ``--teacher A[,B...]``, in order."""
     members = [m.strip() for m in spec.split(",")]
@@ -72,13 +90,12 @@ def teacher_sources(spec: str) -> list[str]:
     return members
 
 
-def load_teachers(spec: str, student: torch.nn.Module, train_images: np.ndarray, device: torch.device,
-                  compiled: bool = False, channels_last: bool = False) -> tuple[Logits, str]:
+def load_teachers(spec: str, student: torch.nn.Module, device: torch.device, compiled: bool = False,
+                  channels_last: bool = False) -> tuple[Logits, str]:
     """``--teacher A[,B...]``: one teacher (see load_teacher), or an ensemble whose logits are the mean of its
     members', so that it is a teacher like any other. On CIFAR-10, the four binarynet and cnv nets of session
     18 score 89.23% so (89.20% by the mean of their softmaxes), their best 88.11% (benchmarks/ensemble.py)."""
-    members = [load_teacher(src, student, train_images, device, compiled, channels_last)
-               for src in teacher_sources(spec)]
+    members = [load_teacher(src, student, device, compiled, channels_last) for src in teacher_sources(spec)]
     if len(members) == 1:
         return members[0]
     runs = [run for run, _ in members]
@@ -88,17 +105,15 @@ def load_teachers(spec: str, student: torch.nn.Module, train_images: np.ndarray,
     return mean, " and ".join(dict.fromkeys(runner for _, runner in members))
 
 
-def load_teacher(src: str, student: torch.nn.Module, train_images: np.ndarray, device: torch.device,
-                 compiled: bool = False, channels_last: bool = False,
-                 engine: bool | None = None) -> tuple[Logits, str]:
+def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compiled: bool = False,
+                 channels_last: bool = False, engine: bool | None = None) -> tuple[Logits, str]:
     """The frozen teacher named by ``--teacher`` (a run folder, a best.pt or checkpoint.pt, a .bcnn file or a
-    bundled model's name) and what runs it ("the integer engine" or "torch"); its input and classes must be
-    the student's. A compiled net runs on the engine if ``engine`` (default: on a CPU device), else rebuilt
-    as a torch model, calibrated on ``train_images``."""
+    bundled model's name) and what runs it; its input and classes must be the student's. A compiled net runs
+    on the integer engine if ``engine`` (default: on a CPU device), else as its integer function in float32
+    torch on ``device``. A float checkpoint runs as its torch model, through ``torch.compile`` if ``compiled``."""
     from bcnn import ir
-    from bcnn.decompile import load_net_weights
     from bcnn.models import build_model, last_linear
-    from bcnn.train import CALIBRATION_IMAGES, weights_source
+    from bcnn.train import weights_source
 
     def check_fits(height: int, width: int, channels: int, classes: int) -> None:
         if (height, width, channels, classes) != (student.input_size, student.input_size, student.in_channels,
@@ -111,19 +126,14 @@ def load_teacher(src: str, student: torch.nn.Module, train_images: np.ndarray, d
         check_fits(*net.input_shape, net.n_outputs)
         if device.type == "cpu" if engine is None else engine:
             return engine_logits(net), "the integer engine"
-        if "arch" not in net.meta:
-            raise BcnnError(f"--teacher {src}: the net does not name the --arch it was trained as, which a "
-                            f"torch teacher (on a GPU) needs")
-        teacher = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
-        load_net_weights(teacher, net, train_images[:CALIBRATION_IMAGES])
-    else:
-        saved = torch.load(path, weights_only=False, map_location="cpu")
-        defined = saved.get("config", saved) if isinstance(saved, dict) else {}
-        if "arch" not in defined or "model" not in saved:
-            raise BcnnError(f"--teacher {src}: not a best.pt or checkpoint.pt that names its --arch")
-        teacher = build_model(defined["arch"], **defined.get("model_options", {}))
-        teacher.load_state_dict(saved["model"])
-        check_fits(teacher.input_size, teacher.input_size, teacher.in_channels, last_linear(teacher).out_features)
+        return float_torch_logits(net, device), "torch, as its integer function"
+    saved = torch.load(path, weights_only=False, map_location="cpu")
+    defined = saved.get("config", saved) if isinstance(saved, dict) else {}
+    if "arch" not in defined or "model" not in saved:
+        raise BcnnError(f"--teacher {src}: not a best.pt or checkpoint.pt that names its --arch")
+    teacher = build_model(defined["arch"], **defined.get("model_options", {}))
+    teacher.load_state_dict(saved["model"])
+    check_fits(teacher.input_size, teacher.input_size, teacher.in_channels, last_linear(teacher).out_features)
     teacher = teacher.eval().requires_grad_(False).to(device)
     if channels_last:
         teacher.to(memory_format=torch.channels_last)

@@ -512,7 +512,7 @@ def _attach_teacher(cfg: TrainConfig, model: torch.nn.Module, train_images: np.n
     ``state``."""
     if not cfg.teacher:
         return None
-    teacher, runner = load_teachers(cfg.teacher, model, train_images, device, compiled, cfg.channels_last)
+    teacher, runner = load_teachers(cfg.teacher, model, device, compiled, cfg.channels_last)
     # a bundled teacher is re-bundled, a run folder's best.pt trains on: say so rather than resume silently
     digest = teacher_digest(cfg.teacher)
     if state.get("teacher_sha256", digest) != digest and rank == 0:

@@ -10,7 +10,7 @@ Popcount is the SWAR bit trick in int64 (torch has no popcount op). Signed arith
 complement in eager torch and in Triton, so the unsigned algorithm gives the same bits; ``>>`` is arithmetic,
 but every shift is followed by a mask without the sign bit, or (the final ``>> 56``) acts on a byte whose top
 bit is 0. The first layer takes integer pixels, not bits, and stays a float32 convolution as in
-``bench.torch_model`` (``bcnn.engine.torch_input``: exact below 2^24). ``compile=True`` wraps the module in
+``float_torch_model`` (``bcnn.engine.torch_input``: exact below 2^24). ``compile=True`` wraps the module in
 ``torch.compile`` so that inductor fuses XOR + popcount + sum into one kernel (Triton on CUDA, C++ on CPU).
 """
 
@@ -68,7 +68,7 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False, bac
     """A torch.nn.Module computing the network's integer function with packed XOR-popcount binary layers.
 
     Input uint8 (N, H, W, C); output the last layer's int64 accumulators (N, n_outputs) in HWC order, equal to
-    ``run_reference`` and ``bench.torch_model``. ``compile``: a function calling it through ``torch.compile``
+    ``run_reference`` and ``float_torch_model``. ``compile``: a function calling it through ``torch.compile``
     (``backend``), one static-shape kernel per batch size.
     """
     import torch
