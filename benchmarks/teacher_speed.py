@@ -1,6 +1,6 @@
 """A distillation teacher's cost and exactness on the CPU: a compiled net on the integer engine against the
 same net as its integer function in float32 torch (the teacher `bcnn train --teacher NET` uses on a GPU) and
-rebuilt as a Brevitas model (a GPU's teacher until session 22), side by side.
+rebuilt as a Brevitas model (a GPU's teacher until session 22), side by side; also what each takes to set up.
 
     python benchmarks/teacher_speed.py [--net binarynet] [--data DIR] [--batch 100] [--batches 10] [--threads 1]
 
@@ -39,10 +39,16 @@ def main() -> None:
     train_images = bdata.load(args.data or ir.bundled_sample(), "train").images
     model = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
     torch.manual_seed(0)
+    t0 = time.perf_counter()
     load_net_weights(model, net, train_images[:CALIBRATION_IMAGES])
+    rebuilt_s = time.perf_counter() - t0
     model.eval().requires_grad_(False)
-    cpu = torch.device("cpu")  # the integer function is called inside bf16 autocast, as a training step does
-    runners = {"engine": (engine_logits(net), None), "integer fn fp32": (float_torch_logits(net, cpu), "bf16"),
+    cpu = torch.device("cpu")
+    t0 = time.perf_counter()
+    integer_fn = float_torch_logits(net, cpu)
+    integer_fn_s = time.perf_counter() - t0
+    # the integer function is called inside bf16 autocast, as a training step does
+    runners = {"engine": (engine_logits(net), None), "integer fn fp32": (integer_fn, "bf16"),
                "torch fp32": (model_logits(model), "fp32"), "torch bf16": (model_logits(model), "bf16")}
     gen = torch.Generator().manual_seed(0)
     seconds: dict[str, list[float]] = {name: [] for name in runners}
@@ -57,6 +63,8 @@ def main() -> None:
             seconds[name].append(time.process_time() - t0)
             outputs[name].append(y)
     exact = torch.cat(outputs["engine"][1:])
+    print(f"set-up (wall clock): the torch model rebuilt and calibrated on {CALIBRATION_IMAGES} images "
+          f"{rebuilt_s:.1f} s, the integer function {integer_fn_s:.2f} s")
     print(f"{args.net}, batch {args.batch}, {args.batches} batches, {args.threads} thread(s), CPU time")
     print(f"{'runner':<16} {'s / 1,000 images':>17} {'vs engine':>10} {'max |logit diff|':>17} {'class differs':>14}")
     base = statistics.median(seconds["engine"][1:])

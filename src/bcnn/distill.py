@@ -5,8 +5,8 @@ device) to float logits. A compiled net (a ``.bcnn`` file or a bundled model's n
 integer function: on a CPU through the integer engine (on one thread binarynet at about 900 images/s
 against torch's 60), on a GPU as that function in float32 torch (``bcnn.engine.float_torch``), which needs no
 model rebuilt or calibrated. (Until session 22 a GPU's teacher was the Brevitas model, rebuilt and calibrated
-on the CPU: 27 s per binarynet on 2 cores, before its compile; a five-net ensemble kept three GPU runs from
-their first epoch for 4-6 minutes of a 10-minute call.) A float checkpoint (``.pt``)
+on the CPU: 27 s per binarynet on 2 cores, before its compile, `benchmarks/teacher_speed.py`; a five-net
+ensemble kept three GPU runs from their first epoch for 4-6 minutes of a 10-minute call.) A float checkpoint (``.pt``)
 teaches as a torch model in eval mode beside the student. Both torch teachers run in float32, even inside
 the student's bf16 autocast. Several teachers (``--teacher A,B``) teach as one: the mean of their logits.
 """
