@@ -216,7 +216,7 @@ def test_time_budget_plans_the_run_by_the_clock(data, tmp_path):
     assert again["epochs"] == done["epochs"]
 
 
-def test_budget_to_stop_ends_the_schedule_at_the_stop(data, tmp_path):
+def test_budget_to_stop_ends_the_schedule_at_the_stop(data, tmp_path, capsys):
     """--budget-to-stop: a one-call plan whose budget was guessed too large (three runs starting at once
     took 65 s against the 30 s charged on session 14's lease, and stopped 93% into their cosines) fits its
     schedule to --stop-after at its first epoch, and so ends it there instead of being cut off."""
@@ -227,8 +227,10 @@ def test_budget_to_stop_ends_the_schedule_at_the_stop(data, tmp_path):
                export=False, model_options=json.loads(OPTIONS), epochs=1_000_000, time_budget=3600.0, stop_after=4.0)
     cut = train(TrainConfig(out_dir=str(tmp_path / "cut"), **run))
     assert cut["stopped_early"] and cut["history"][-1]["progress"] < 0.01
+    capsys.readouterr()
     fitted = train(TrainConfig(out_dir=str(tmp_path / "fitted"), budget_to_stop=True, **run))
     assert not fitted["stopped_early"] and fitted["history"][-1]["progress"] > 0.5
+    assert "the schedule fits the" in capsys.readouterr().err  # and says how long the start took
     state = torch.load(tmp_path / "fitted" / "checkpoint.pt", weights_only=False)["state"]
     assert state["ended"] and state["time_budget"] < 4.0
     with pytest.raises(BcnnError, match="--budget-to-stop"):

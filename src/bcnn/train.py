@@ -344,6 +344,9 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.budget_to_stop and state["epoch"] == 0 and not cfg.export_only:
         budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (time.time() - started))), world, device)
         state["time_budget"] = budget
+        if rank == 0:  # a slow start shows here, not only as a short schedule (session 22's teachers)
+            print(f"the schedule fits the {budget:.0f} s left before the stop; the start took "
+                  f"{time.time() - started:.0f} s", file=sys.stderr, flush=True)
     mark = time.time()  # where state["train_seconds"] was last brought up to date
     first_epoch = state["epoch"]
     for epoch in range(first_epoch, 0 if cfg.export_only or state["ended"] else cfg.epochs):
