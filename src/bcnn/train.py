@@ -341,13 +341,16 @@ def train(cfg: TrainConfig) -> dict:
     if warm_acc is not None and rank == 0:  # after the teacher: best.pt's recipe names the KL term's scale
         _save_best(out, model, cfg, state, cfg.start_epoch, warm_acc)
     budget = state.get("time_budget", cfg.time_budget)  # a budget fitted to the stop is the run's from then on
+    mark = time.time()  # where state["train_seconds"] was last brought up to date
     if cfg.budget_to_stop and state["epoch"] == 0 and not cfg.export_only:
-        budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (time.time() - started))), world, device)
+        # fitted at `mark`, and the budget's end and the stop judged below at one instant, `now`: the schedule's
+        # end then comes no later than the stop, however long anything between takes (a millisecond less,
+        # so that float rounding cannot put the stop first)
+        budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (mark - started) - 1e-3)), world, device)
         state["time_budget"] = budget
         if rank == 0:  # a slow start shows here, not only as a short schedule (session 22's teachers)
             print(f"the schedule fits the {budget:.0f} s left before the stop; the start took "
-                  f"{time.time() - started:.0f} s", file=sys.stderr, flush=True)
-    mark = time.time()  # where state["train_seconds"] was last brought up to date
+                  f"{mark - started:.0f} s", file=sys.stderr, flush=True)
     first_epoch = state["epoch"]
     for epoch in range(first_epoch, 0 if cfg.export_only or state["ended"] else cfg.epochs):
         # where the run stands (0 to 1) and how much of it this epoch is, the same on every rank
@@ -402,7 +405,7 @@ def train(cfg: TrainConfig) -> dict:
         state["epoch"] = epoch + 1
         # a time-planned run ends when its next epoch would not fit its budget
         state["ended"] = bool(budget) and _out_of_time(
-            budget, now - state["train_seconds"], state["history"], world, device)
+            budget, now - state["train_seconds"], now, state["history"], world, device)
         if rank == 0:
             best = acc > state["best_acc"]
             if best:
@@ -415,7 +418,7 @@ def train(cfg: TrainConfig) -> dict:
                   file=sys.stderr, flush=True)
         last = epoch + 1 == cfg.epochs or state["ended"]
         stop = not last and cfg.stop_after is not None and _out_of_time(
-            cfg.stop_after, started, state["history"], world, device)
+            cfg.stop_after, started, now, state["history"], world, device)
         if rank == 0:
             # a best epoch too, so that the checkpoint never lags best.pt (--export-only reads both)
             if best or stop or last or (epoch + 1) % cfg.checkpoint_every == 0:
@@ -567,9 +570,10 @@ def _rank0(value: float, world: int, device: torch.device) -> float:
     return float(t.item())
 
 
-def _out_of_time(limit: float, started: float, history: list[dict], world: int, device: torch.device) -> bool:
-    """Whether one more epoch would end past ``limit`` seconds after ``started``."""
-    return bool(_rank0(float(time.time() + _next_epoch_seconds(history) > started + limit), world, device))
+def _out_of_time(limit: float, started: float, now: float, history: list[dict], world: int,
+                 device: torch.device) -> bool:
+    """Whether one more epoch, begun at ``now``, would end past ``limit`` seconds after ``started``."""
+    return bool(_rank0(float(now + _next_epoch_seconds(history) > started + limit), world, device))
 
 
 def _progress(epochs: int, budget: float | None, epoch: int, train_seconds: float, history: list[dict], world: int,
