@@ -33,6 +33,25 @@ def test_float_torch_model_is_exact():
     assert np.array_equal(out, run_reference(net, x))
 
 
+def test_torch_models_refuse_inputs_a_gpus_tf32_would_round():
+    """cuDNN rounds convolution operands to TF32 (11 significant bits) by default: exact for 8-bit inputs,
+    not for a LUT beyond ±2^11, which the GPU models refuse (before touching a GPU) and the CPU computes."""
+    from bcnn.engine.packed_torch import packed_torch_model
+    from bcnn.errors import BcnnError
+
+    net = small_net()
+    net.input_lut[0, 255] = 2**11 + 1
+    x = random_images(np.random.default_rng(3), net, 2)
+    with torch.inference_mode():
+        assert np.array_equal(float_torch_model(net)(torch.from_numpy(x)).round().long().numpy(),
+                              run_reference(net, x))
+    for build in (float_torch_model, packed_torch_model):
+        with pytest.raises(BcnnError, match="TF32"):
+            build(net, "cuda")
+    net.input_lut[0, 255] = 2**11
+    assert float_torch_model(net) is not None  # the largest TF32 keeps exactly
+
+
 def test_run_bench_rows_and_plot(tmp_path):
     result = bench.run_bench(small_net(), batches=(1, 3), backends=("fast", "reference", "torch"), repeats=1,
                              min_seconds=0, reference_max_batch=1,

@@ -65,3 +65,13 @@ def test_an_ensemble_teaches_the_mean_of_its_members_logits(tmp_path):
     assert runner == "the integer engine"
     assert torch.equal(ensemble(batch), (alone[0] + alone[1]) / 2)
     assert torch.equal(load_teachers(members[0], student, cpu)[0](batch), alone[0])
+
+
+def test_a_net_too_wide_for_a_gpus_tf32_teaches_on_the_engine(tmp_path):
+    res = fuzz.check_brevitas(EDGES)
+    res.net.input_lut[0, 255] = 2**11 + 1  # beyond TF32's exact integers (an 8-bit input never is)
+    ir.save(res.net, tmp_path / "wide.bcnn")
+    student = build_model("tiny", **EDGES["options"])
+    # as on a GPU, whose torch teacher would round: asked for cuda, it never gets there
+    _, runner = load_teacher(str(tmp_path / "wide.bcnn"), student, torch.device("cuda"))
+    assert runner == "the integer engine"

@@ -3,12 +3,13 @@
 A teacher is a function from a uint8 NHWC batch (the augmented images the student sees, on the training
 device) to float logits. A compiled net (a ``.bcnn`` file or a bundled model's name) computes exactly its
 integer function: on a CPU through the integer engine (on one thread binarynet at about 900 images/s
-against torch's 60), on a GPU as that function in float32 torch (``bcnn.engine.float_torch``), which needs no
-model rebuilt or calibrated. (Until session 22 a GPU's teacher was the Brevitas model, rebuilt and calibrated
-on the CPU: 27 s per binarynet on 2 cores, before its compile, `benchmarks/teacher_speed.py`; a five-net
-ensemble kept three GPU runs from their first epoch for 4-6 minutes of a 10-minute call.) A float checkpoint (``.pt``)
-teaches as a torch model in eval mode beside the student. Both torch teachers run in float32, even inside
-the student's bf16 autocast. Several teachers (``--teacher A,B``) teach as one: the mean of their logits.
+against torch's 60), on a GPU as that function in float32 torch (``bcnn.engine.float_torch``), which needs
+no model rebuilt or calibrated. (Until session 22 a GPU's teacher was the Brevitas model, rebuilt and
+calibrated on the CPU: 27 s per binarynet on 2 cores before its compile, `benchmarks/teacher_speed.py`; a
+five-net ensemble kept three GPU runs from their first epoch for 4-6 minutes of a 10-minute call.) A float
+checkpoint (``.pt``) teaches as a torch model in eval mode beside the student. Both torch teachers run in
+float32, even inside the student's bf16 autocast. Several teachers (``--teacher A,B``) teach as one: the
+mean of their logits.
 """
 
 from __future__ import annotations
@@ -126,7 +127,10 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
         check_fits(*net.input_shape, net.n_outputs)
         if device.type == "cpu" if engine is None else engine:
             return engine_logits(net), "the integer engine"
-        return float_torch_logits(net, device), "torch, as its integer function"
+        try:
+            return float_torch_logits(net, device), "torch, as its integer function"
+        except BcnnError:  # inputs too wide for float32 or a GPU's TF32: the engine computes any net exactly
+            return engine_logits(net), "the integer engine"
     saved = torch.load(path, weights_only=False, map_location="cpu")
     defined = saved.get("config", saved) if isinstance(saved, dict) else {}
     if "arch" not in defined or "model" not in saved:

@@ -1,8 +1,9 @@
 """The IR network's integer function as a float32 torch module: convolutions with ±1 weights, exact.
 
 Every value is an integer below 2^24 (``require_float32_exact``), so float32 holds it exactly, on a CPU and
-on a GPU, whose TF32 convolutions keep the ±1 and 8-bit operands exactly too. `bcnn bench` times it as the
-torch backends; `bcnn train --teacher NET` teaches through it on a GPU (``bcnn.distill``).
+on a GPU, whose TF32 convolutions keep the ±1 and 8-bit operands exactly too (wider inputs are refused
+there). `bcnn bench` times it as the torch backends; `bcnn train --teacher NET` teaches through it on a GPU
+(``bcnn.distill``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def float_torch_model(net: Net, device: str = "cpu"):
     import torch
     import torch.nn.functional as F
 
-    require_float32_exact(net)
+    require_float32_exact(net, device)
 
     class IRModule(torch.nn.Module):
         def __init__(self):

@@ -74,7 +74,7 @@ def packed_torch_model(net: Net, device: str = "cpu", compile: bool = False, bac
     import torch
     import torch.nn.functional as F
 
-    require_float32_exact(net)
+    require_float32_exact(net, device)
     shifts = torch.tensor([1 << k if k < 63 else -(1 << 63) for k in range(64)], dtype=torch.int64)
 
     class PackedModule(torch.nn.Module):

@@ -11,12 +11,19 @@ import numpy as np
 from bcnn.errors import BcnnError
 from bcnn.ir import Layer, Net
 
+TF32_EXACT = 2**11  # TF32 keeps 11 significant bits: every integer up to 2^11 in magnitude
 
-def require_float32_exact(net: Net) -> None:
-    """Refuse a network whose first-layer accumulators could exceed float32's exact integers."""
-    big = int(np.abs(net.input_lut).max()) * net.layers[0].fan_in
-    if big >= 2**24:
-        raise BcnnError(f"first-layer accumulators reach {big}: float32 would not be exact")
+
+def require_float32_exact(net: Net, device: str = "cpu") -> None:
+    """Refuse a network whose first layer float32 would not compute exactly: accumulators reaching 2^24, or,
+    on a GPU, whose convolutions round their operands to TF32 by default, inputs beyond ±2^11 (an 8-bit
+    input's LUT holds at most 2^8)."""
+    big = int(np.abs(net.input_lut).max())
+    if big * net.layers[0].fan_in >= 2**24:
+        raise BcnnError(f"first-layer accumulators reach {big * net.layers[0].fan_in}: float32 would not be exact")
+    if not str(device).startswith("cpu") and big > TF32_EXACT:
+        raise BcnnError(f"first-layer inputs reach {big}: a GPU's TF32 convolutions keep integers up to "
+                        f"{TF32_EXACT} only, so they would not be exact")
 
 
 def pm1_weights(layer: Layer):
