@@ -50,7 +50,8 @@
 # check DIR: unpacks a returned run into .gpu-returned/NAME (not carried), exports its best epoch here if no model.bcnn came
 #   back (a plan over several calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
 #   infer` of the model on all 10,000 test images of the original CIFAR-10 and of the JPEG copy (DATA=...:
-#   on that alone), to ship it, and keeps the float weights as .gpu-returned/NAME-best.pt (for `train ...
+#   on that alone), to ship it, prints the run's best epoch, last epoch and median of its last 20 (the
+#   run's level: the best epoch is also a draw on the test set), and keeps the float weights as .gpu-returned/NAME-best.pt (for `train ...
 #   --init-from`, in a carry of its own; NAME: the folder's, e.g. binarynet or bn100).
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
@@ -254,14 +255,19 @@ print(b['arch'], json.dumps(b.get('model_options') or {}, separators=(',', ':'))
     done
     echo "model: $dir/model.bcnn"
     if [ -f "$dir/history.json" ]; then
-        # a halving schedule goes on at the lr that followed the best epoch (a cosine one restarts instead)
+        # the best epoch is a draw on the test set: the median of the last 20 is the run's level. A halving
+        # schedule goes on at the lr that followed the best epoch (a cosine one restarts instead).
         python3 - "$dir/history.json" <<'PY'
-import json, sys
+import json, statistics, sys
 h = json.load(open(sys.argv[1]))
-lr = {r["epoch"]: r.get("lr") for r in h["history"]}.get(h.get("best_epoch"))
-if lr and h.get("schedule", "cosine").startswith("halve"):
-    print(f"a later lease goes on from the lr after the best epoch ({h['best_epoch']}): "
-          f"--lr {lr:.3g} --schedule {h['schedule']} --loss {h['loss']}")
+best = max(h["history"], key=lambda r: r["test_acc"])  # the first of equals, as best.pt keeps it
+accs = [r["test_acc"] for r in h["history"] if r["epoch"] > 0]  # epoch 0: a warm start's source
+if accs:
+    print(f"epochs to {h['history'][-1]['epoch']}: best {best['test_acc']:.2%} (epoch {best['epoch']}), "
+          f"last {accs[-1]:.2%}, median of the last {len(accs[-20:])} {statistics.median(accs[-20:]):.2%}")
+if best.get("lr") and h.get("schedule", "cosine").startswith("halve"):
+    print(f"a later lease goes on from the lr after the best epoch ({best['epoch']}): "
+          f"--lr {best['lr']:.3g} --schedule {h['schedule']} --loss {h['loss']}")
 PY
     fi
     ;;

@@ -616,6 +616,7 @@ def test_gpu_train_script_two_runs_over_three_calls(tmp_path):
         log = call(f"{script} check {folder}", folder, DATA=str(data))
         assert '"accuracy"' in log and ("exporting the best epoch here" in log) == exported_there
         assert log.count("== bcnn infer on") == 1  # DATA given: not the JPEG copy too
+        assert "median of the last" in log  # the run's level, beside its best epoch
         unpacked = returned / folder.name
         assert ir.load(unpacked / "model.bcnn").meta["torch_engine_mismatches"] == 0
         return {**json.loads((unpacked / "history.json").read_text()), "meta": ir.load(unpacked / "model.bcnn").meta}
