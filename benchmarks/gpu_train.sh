@@ -51,8 +51,9 @@
 #   back (a plan over several calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
 #   infer` of the model on all 10,000 test images of the original CIFAR-10 and of the JPEG copy (DATA=...:
 #   on that alone), to ship it, prints the run's best epoch, last epoch and median of its last 20 (the
-#   run's level: the best epoch is also a draw on the test set), and keeps the float weights as .gpu-returned/NAME-best.pt (for `train ...
-#   --init-from`, in a carry of its own; NAME: the folder's, e.g. binarynet or bn100).
+#   run's level: the best epoch is also a draw on the test set), and keeps the float weights as
+#   .gpu-returned/NAME-best.pt (for `train ... --init-from`, in a carry of its own; NAME: the folder's,
+#   e.g. binarynet or bn100).
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
 gpu2=${GPU2_DIR:-.gpu2}  # the data's second half: one call's carry holds 64 MiB, CIFAR-10 needs two

@@ -37,6 +37,7 @@ def test_torch_models_refuse_inputs_a_gpus_tf32_would_round():
     """cuDNN rounds convolution operands to TF32 (11 significant bits) by default: exact for 8-bit inputs,
     not for a LUT beyond ±2^11, which the GPU models refuse (before touching a GPU) and the CPU computes."""
     from bcnn.engine.packed_torch import packed_torch_model
+    from bcnn.engine.torch_input import require_float32_exact
     from bcnn.errors import BcnnError
 
     net = small_net()
@@ -49,7 +50,7 @@ def test_torch_models_refuse_inputs_a_gpus_tf32_would_round():
         with pytest.raises(BcnnError, match="TF32"):
             build(net, "cuda")
     net.input_lut[0, 255] = 2**11
-    assert float_torch_model(net) is not None  # the largest TF32 keeps exactly
+    require_float32_exact(net, "cuda")  # the largest TF32 keeps exactly: no error
 
 
 def test_run_bench_rows_and_plot(tmp_path):
