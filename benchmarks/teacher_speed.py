@@ -1,6 +1,7 @@
 """A distillation teacher's cost and exactness on the CPU: a compiled net on the integer engine against the
-same net as its integer function in float32 torch (the teacher `bcnn train --teacher NET` uses on a GPU) and
-rebuilt as a Brevitas model (a GPU's teacher until session 22), side by side; also what each takes to set up.
+same net as its integer function in float32 torch (the teacher `bcnn train --teacher NET` uses on a GPU;
+eager, and through torch.compile as a compiled run uses it) and rebuilt as a Brevitas model (a GPU's teacher
+until session 22), side by side; also what each takes to set up.
 
     python benchmarks/teacher_speed.py [--net binarynet] [--data DIR] [--batch 100] [--batches 10] [--threads 1]
 
@@ -49,6 +50,7 @@ def main() -> None:
     integer_fn_s = time.perf_counter() - t0
     # the integer function is called inside bf16 autocast, as a training step does
     runners = {"engine": (engine_logits(net), None), "integer fn fp32": (integer_fn, "bf16"),
+               "integer fn comp": (float_torch_logits(net, cpu, compiled=True), "bf16"),  # compiles on batch 1
                "torch fp32": (model_logits(model), "fp32"), "torch bf16": (model_logits(model), "bf16")}
     gen = torch.Generator().manual_seed(0)
     seconds: dict[str, list[float]] = {name: [] for name in runners}

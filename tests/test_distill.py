@@ -28,14 +28,19 @@ def test_engine_and_torch_teachers_agree(tmp_path):
     from_pt, pt_runner = load_teacher(str(tmp_path), student, cpu)
     # as on a GPU: the net's integer function in float32 torch (the net names no --arch: none is needed)
     from_net, net_runner = load_teacher(str(tmp_path / "teacher.bcnn"), student, cpu, engine=False)
+    # and as a compiled GPU run uses it: inductor fuses the steps between the convolutions
+    compiled, _ = load_teacher(str(tmp_path / "teacher.bcnn"), student, cpu, compiled=True, engine=False)
     assert (engine_runner, pt_runner, net_runner) == ("the integer engine", "torch", "torch, as its integer function")
     batch = torch.from_numpy(images)
     with torch.no_grad():
         exact = by_engine(batch)
         assert exact.dtype == torch.float32 and exact.shape == (40, 4)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # as a bf16 training step calls a teacher
-            in_bf16_step = [from_pt(batch), from_net(batch)]
-        assert torch.equal(from_net(batch), exact) and torch.equal(in_bf16_step[1], exact)
+            torch._dynamo.reset()
+            in_bf16_step = [from_pt(batch), from_net(batch), compiled(batch)]
+            assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
+        assert torch.equal(from_net(batch), exact)
+        assert torch.equal(in_bf16_step[1], exact) and torch.equal(in_bf16_step[2], exact)
         for rebuilt in [from_pt(batch), in_bf16_step[0]]:
             assert torch.equal(exact.argmax(1), rebuilt.argmax(1))
             torch.testing.assert_close(rebuilt, exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))

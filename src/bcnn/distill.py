@@ -4,7 +4,10 @@ A teacher is a function from a uint8 NHWC batch (the augmented images the studen
 device) to float logits. A compiled net (a ``.bcnn`` file or a bundled model's name) computes exactly its
 integer function: on a CPU through the integer engine (on one thread binarynet at about 900 images/s
 against torch's 60), on a GPU as that function in float32 torch (``bcnn.engine.float_torch``), which needs
-no model rebuilt or calibrated. (Until session 22 a GPU's teacher was the Brevitas model, rebuilt and
+no model rebuilt or calibrated, through ``torch.compile`` when the run compiles. Eager, each layer's
+threshold, pooling and sign steps are a dozen passes over its activations: with six such teachers a
+binarynet epoch took 14 s on an H200 in session 23, against 2 s without a teacher in session 20 (three
+runs sharing the GPU both times). (Until session 22 a GPU's teacher was the Brevitas model, rebuilt and
 calibrated on the CPU: 27 s per binarynet on 2 cores before its compile, `benchmarks/teacher_speed.py`; a
 five-net ensemble kept three GPU runs from their first epoch for 4-6 minutes of a 10-minute call.) A float
 checkpoint (``.pt``) teaches as a torch model in eval mode beside the student. Both torch teachers run in
@@ -68,12 +71,16 @@ def engine_logits(net: Net) -> Logits:
     return logits
 
 
-def float_torch_logits(net: Net, device: torch.device) -> Logits:
-    """A compiled net's logits from its integer function in float32 torch on ``device``: the engine's, to the
-    bit (the accumulators are exact integers, and the output affine is applied in float64 as the engine does)."""
+def float_torch_logits(net: Net, device: torch.device, compiled: bool = False) -> Logits:
+    """A compiled net's logits from its integer function in float32 torch on ``device``, through
+    ``torch.compile`` if ``compiled``: the engine's, to the bit (the accumulators are exact integers, which
+    fusing the steps between the convolutions keeps, and the output affine is applied in float64 as the
+    engine does)."""
     from bcnn.engine.float_torch import float_torch_model
 
     model = float_torch_model(net, str(device))
+    if compiled:
+        model = torch.compile(model, dynamic=False)
     scale, bias = (torch.tensor(a, dtype=torch.float64, device=device) for a in (net.output_scale, net.output_bias))
 
     def logits(batch: torch.Tensor) -> torch.Tensor:
@@ -111,7 +118,8 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
     """The frozen teacher named by ``--teacher`` (a run folder, a best.pt or checkpoint.pt, a .bcnn file or a
     bundled model's name) and what runs it; its input and classes must be the student's. A compiled net runs
     on the integer engine if ``engine`` (default: on a CPU device), else as its integer function in float32
-    torch on ``device``. A float checkpoint runs as its torch model, through ``torch.compile`` if ``compiled``."""
+    torch on ``device``; a float checkpoint runs as its torch model. Torch runs through ``torch.compile`` if
+    ``compiled``."""
     from bcnn import ir
     from bcnn.models import build_model, last_linear
     from bcnn.train import weights_source
@@ -128,7 +136,7 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
         if device.type == "cpu" if engine is None else engine:
             return engine_logits(net), "the integer engine"
         try:
-            return float_torch_logits(net, device), "torch, as its integer function"
+            return float_torch_logits(net, device, compiled), "torch, as its integer function"
         except BcnnError:  # inputs too wide for float32 or a GPU's TF32: the engine computes any net exactly
             return engine_logits(net), "the integer engine"
     saved = torch.load(path, weights_only=False, map_location="cpu")
