@@ -80,3 +80,24 @@ def test_a_net_too_wide_for_a_gpus_tf32_teaches_on_the_engine(tmp_path):
     # as on a GPU, whose torch teacher would round: asked for cuda, it never gets there
     _, runner = load_teacher(str(tmp_path / "wide.bcnn"), student, torch.device("cuda"))
     assert runner == "the integer engine"
+
+
+def test_a_torch_teacher_that_leaves_the_engine_says_so_once_per_shape(monkeypatch, capsys):
+    """On a GPU cuDNN picks each shape's convolution, Winograd or FFT among them, which a CPU never shows: a
+    reference engine off by one stands in for such a miss."""
+    import bcnn.distill
+
+    res = fuzz.check_brevitas(EDGES)
+    images = torch.from_numpy(np.random.default_rng(13).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8))
+    cpu = torch.device("cpu")
+    exact = bcnn.distill.float_torch_logits(res.net, cpu)
+    exact(images), exact(images[:7])
+    assert capsys.readouterr().err == ""
+    engine = bcnn.distill.engine_logits(res.net)
+    monkeypatch.setattr(bcnn.distill, "engine_logits", lambda net: lambda batch: engine(batch) + 1)
+    missed = bcnn.distill.float_torch_logits(res.net, cpu)
+    assert torch.equal(missed(images), exact(images))  # it teaches on
+    assert "differ from the integer engine's on 40 of 40 images" in capsys.readouterr().err
+    missed(images), missed(images[:7])  # a shape is checked once: only the new one is
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "on 7 of 7 images" in err
