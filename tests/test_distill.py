@@ -83,8 +83,8 @@ def test_a_net_too_wide_for_a_gpus_tf32_teaches_on_the_engine(tmp_path):
 
 
 def test_a_torch_teacher_that_leaves_the_engine_says_so_once_per_shape(monkeypatch, capsys):
-    """On a GPU cuDNN picks each shape's convolution, Winograd or FFT among them, which a CPU never shows: a
-    reference engine off by one stands in for such a miss."""
+    """On a GPU cuDNN picks each shape's convolution, Winograd or FFT among them, whose misses this CPU's runs
+    do not show: a reference engine off by one stands in for such a miss."""
     import bcnn.distill
 
     res = fuzz.check_brevitas(EDGES)

@@ -4,16 +4,15 @@ A teacher is a function from a uint8 NHWC batch (the augmented images the studen
 device) to float logits. A compiled net (a ``.bcnn`` file or a bundled model's name) computes exactly its
 integer function: on a CPU through the integer engine (on one thread binarynet at about 900 images/s
 against torch's 60), on a GPU as that function in float32 torch (``bcnn.engine.float_torch``), which needs
-no model rebuilt or calibrated, and whose first batch of each shape is checked against the engine,
-through ``torch.compile`` when the run compiles. Eager, each layer's
-threshold, pooling and sign steps are a dozen passes over its activations: with six such teachers a
-binarynet epoch took 14 s on an H200 in session 23, against 2 s without a teacher in session 20 (three
-runs sharing the GPU both times). (Until session 22 a GPU's teacher was the Brevitas model, rebuilt and
-calibrated on the CPU: 27 s per binarynet on 2 cores before its compile, `benchmarks/teacher_speed.py`; a
-five-net ensemble kept three GPU runs from their first epoch for 4-6 minutes of a 10-minute call.) A float
-checkpoint (``.pt``) teaches as a torch model in eval mode beside the student. Both torch teachers run in
-float32, even inside the student's bf16 autocast. Several teachers (``--teacher A,B``) teach as one: the
-mean of their logits.
+no model rebuilt or calibrated; it runs through ``torch.compile`` when the run compiles, and its first
+batch of each shape is checked against the engine. Eager, each layer's threshold, pooling and sign steps
+are a dozen passes over its activations: with six such teachers a binarynet epoch took 14 s on an H200 in
+session 23, against 2 s without a teacher in session 20 (three runs sharing the GPU both times). (Until
+session 22 a GPU's teacher was the Brevitas model, rebuilt and calibrated on the CPU: 27 s per binarynet on
+2 cores before its compile, `benchmarks/teacher_speed.py`; a five-net ensemble kept three GPU runs from
+their first epoch for 4-6 minutes of a 10-minute call.) A float checkpoint (``.pt``) teaches as a torch
+model in eval mode beside the student. Both torch teachers run in float32, even inside the student's bf16
+autocast. Several teachers (``--teacher A,B``) teach as one: the mean of their logits.
 """
 
 from __future__ import annotations
