@@ -101,3 +101,19 @@ def test_a_torch_teacher_that_leaves_the_engine_says_so_once_per_shape(monkeypat
     missed(images), missed(images[:7])  # a shape is checked once: only the new one is
     err = capsys.readouterr().err
     assert err.count("warning") == 1 and "on 7 of 7 images" in err
+
+
+def test_compiled_teachers_of_one_architecture_share_one_graph():
+    """An ensemble of many nets of one architecture must stay within dynamo's recompile limit (8), past which
+    the rest would run eager: their weights are graph inputs, so one graph per batch shape serves them all."""
+    from bcnn.distill import engine_logits, float_torch_logits
+
+    nets = [fuzz.check_brevitas({**EDGES, "seed": seed}).net for seed in (5, 6, 7)]
+    batch = torch.from_numpy(np.random.default_rng(14).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    teachers = [float_torch_logits(net, torch.device("cpu"), compiled=True) for net in nets]
+    outs = [teach(batch) for teach in teachers]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert all(torch.equal(out, engine_logits(net)(batch)) for out, net in zip(outs, nets, strict=True))
+    assert not torch.equal(outs[0], outs[1])
