@@ -47,6 +47,9 @@
 # profile ARCH [STEPS]: `benchmarks/train_speed.py` there: ms per training step (float32, bf16, bf16 compiled,
 #   bf16 compiled NHWC: if that wins, pass --channels-last to `train`),
 #   then torch.profiler's top operators over STEPS compiled bf16 steps; also as $OUT/profile-ARCH.txt.
+# teacher-speed [NET]: `benchmarks/teacher_speed.py --device cuda` there: a compiled net as a GPU teacher
+#   (`train --teacher`), eager and compiled, ms per batch of 400 against the engine on the CPU, and
+#   exact or not; also as $OUT/teacher-speed-NET.txt. NET: a bundled name (default binarynet) or a file.
 # check DIR: unpacks a returned run into .gpu-returned/NAME (not carried), exports its best epoch here if no model.bcnn came
 #   back (a plan over several calls; `bcnn train --export-only`: torch vs engine on the test set), runs `bcnn
 #   infer` of the model on all 10,000 test images of the original CIFAR-10 and of the JPEG copy (DATA=...:
@@ -60,7 +63,7 @@ gpu2=${GPU2_DIR:-.gpu2}  # the data's second half: one call's carry holds 64 MiB
 returned=${RETURNED:-.gpu-returned}  # here: what came back, unpacked (git-ignored, never carried)
 orig=${CIFAR_ORIG:-$HOME/.cache/bcnn/cifar10-orig}  # here: the original CIFAR-10, as `bcnn fetch-cifar10` writes it
 work=${GPU_WORK:-/tmp}  # there: run folders, the unpacked data, the wheels (another only for tests here)
-cmd=${1:?usage: gpu_train.sh prepare [DATA] | stage | train ARCH SECONDS [options] | resume NAME SECONDS | bench SECONDS NET... | profile ARCH [STEPS] | check DIR}
+cmd=${1:?usage: gpu_train.sh prepare [DATA] | stage | train ARCH SECONDS [options] | resume NAME SECONDS | bench SECONDS NET... | profile ARCH [STEPS] | teacher-speed [NET] | check DIR}
 shift
 export_s=${EXPORT_S:-60}  # the export of the best epoch: ONNX, compile, torch and engine on 10,000 images
 start_s=${START_S:-30}  # a run's start there: python, torch and brevitas imports, data to the GPU
@@ -226,6 +229,13 @@ profile)
     device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
     python3 benchmarks/train_speed.py --device "$device" --archs "$arch" --steps 5 --channels-last --profile "$steps" 2>&1 |
         tee "$out/profile-$arch.txt"
+    ;;
+teacher-speed)
+    net=${1:-binarynet}
+    out=${OUT:-$work/gpu-out}; mkdir -p "$out"
+    setup
+    python3 benchmarks/teacher_speed.py --net "$net" --device cuda --batch 400 --batches 20 --threads 16 2>&1 |
+        tee "$out/teacher-speed-$(basename "$net" .bcnn).txt"
     ;;
 check)
     dir=${1:?DIR}; name=$(basename "$dir"); mkdir -p "$returned"
