@@ -65,8 +65,7 @@ def torch_runner(net: Net, device: str, threads: int | None,
             out = model(torch.from_numpy(images).to(device))
             if device != "cpu":
                 torch.cuda.synchronize()
-            if out.is_floating_point():  # the float32 model; the packed one is already int64
-                out = out.round()
+            # the float32 model's accumulators are rounded integers already; the packed one's are int64
             return out.to(torch.int64).cpu().numpy()
 
     return run
