@@ -56,7 +56,8 @@
 #   on that alone), to ship it, prints the run's best epoch, last epoch and median of its last 20 (the
 #   run's level: the best epoch is also a draw on the test set), and keeps the float weights as
 #   .gpu-returned/NAME-best.pt (for `train ... --init-from`, in a carry of its own; NAME: the folder's,
-#   e.g. binarynet or bn100).
+#   e.g. binarynet or bn100). A float teacher's run (`train resnet9 ...`) is neither exported nor inferred:
+#   its float32 weights are kept as .gpu-returned/NAME-best.pt, for `--teacher`.
 set -euo pipefail
 gpu=${GPU_DIR:-.gpu}  # another folder only to try the script out elsewhere
 gpu2=${GPU2_DIR:-.gpu2}  # the data's second half: one call's carry holds 64 MiB, CIFAR-10 needs two
@@ -246,12 +247,17 @@ check)
     fi
     # a folder of session 10 and before: best-bf16.pt.partNN beside model.bcnn
     [ -f "$dir/best-bf16.pt" ] || cat "$dir"/best-bf16.pt.part* > "$dir/best-bf16.pt"
-    read -r arch options < <(python3 -c "import json, torch
+    read -r arch options float < <(python3 -c "import json, torch
+from bcnn.floatnet import FLOAT_ARCHS
 b = torch.load('$dir/best-bf16.pt', weights_only=False)
-print(b['arch'], json.dumps(b.get('model_options') or {}, separators=(',', ':')))")
+print(b['arch'], json.dumps(b.get('model_options') or {}, separators=(',', ':')), int(b['arch'] in FLOAT_ARCHS))")
     cp "$dir/best-bf16.pt" "$returned/$name-best.pt"  # by run: two runs of one arch keep both
-    echo "float weights (bfloat16) for a later lease: $returned/$name-best.pt (--init-from, in a carry of its own)"
-    if [ ! -f "$dir/model.bcnn" ]; then  # the first call of two, whose second never came: export here
+    if [ "$float" = 1 ]; then  # a float teacher: nothing to export or infer, its weights kept in float32
+        echo "a float teacher, for a later lease: $returned/$name-best.pt (--teacher, in a carry of its own)"
+    else
+        echo "float weights (bfloat16) for a later lease: $returned/$name-best.pt (--init-from, in a carry of its own)"
+    fi
+    if [ "$float" = 0 ] && [ ! -f "$dir/model.bcnn" ]; then  # the first call of two, whose second never came: export here
         echo "no model.bcnn returned: exporting the best epoch here (torch vs engine on the test set)"
         rm -rf "$dir/export"; mkdir -p "$dir/export"; cp "$dir/best-bf16.pt" "$dir/export/best.pt"
         bcnn train --arch "$arch" --options "$options" --data "${DATA:-$orig}" \
@@ -260,11 +266,11 @@ print(b['arch'], json.dumps(b.get('model_options') or {}, separators=(',', ':'))
     fi
     tests=("${DATA:-$orig}"); [ -z "${DATA:-}" ] && tests+=(../shared/datasets/cifar10)  # the targets' data, the JPEG copy
     for test in "${tests[@]}"; do
-        [ -e "$test" ] || continue
+        [ -e "$test" ] && [ "$float" = 0 ] || continue
         echo "== bcnn infer on $test"
         bcnn infer "$dir/model.bcnn" --data "$test" --json
     done
-    echo "model: $dir/model.bcnn"
+    [ "$float" = 1 ] || echo "model: $dir/model.bcnn"
     if [ -f "$dir/history.json" ]; then
         # the best epoch is a draw on the test set: the median of the last 20 is the run's level. A halving
         # schedule goes on at the lr that followed the best epoch (a cosine one restarts instead).

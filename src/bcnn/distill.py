@@ -10,9 +10,10 @@ are a dozen passes over its activations: with six such teachers a binarynet epoc
 session 23, against 2 s without a teacher in session 20 (three runs sharing the GPU both times). (Until
 session 22 a GPU's teacher was the Brevitas model, rebuilt and calibrated on the CPU: 27 s per binarynet on
 2 cores before its compile, `benchmarks/teacher_speed.py`; a five-net ensemble kept three GPU runs from
-their first epoch for 4-6 minutes of a 10-minute call.) A float checkpoint (``.pt``) teaches as a torch
-model in eval mode beside the student. Both torch teachers run in float32, even inside the student's bf16
-autocast. Several teachers (``--teacher A,B``) teach as one: the mean of their logits.
+their first epoch for 4-6 minutes of a 10-minute call.) A float checkpoint (``.pt``: a binary net's run,
+or a float teacher's, ``bcnn.floatnet``) teaches as a torch model in eval mode beside the student. Both
+torch teachers run in float32, even inside the student's bf16 autocast. Several teachers (``--teacher A,B``)
+teach as one: the mean of their logits.
 """
 
 from __future__ import annotations
@@ -132,12 +133,12 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
     torch on ``device``; a float checkpoint runs as its torch model. Torch runs through ``torch.compile`` if
     ``compiled``."""
     from bcnn import ir
-    from bcnn.models import build_model, last_linear
+    from bcnn.models import build_model
     from bcnn.train import weights_source
 
     def check_fits(height: int, width: int, channels: int, classes: int) -> None:
         if (height, width, channels, classes) != (student.input_size, student.input_size, student.in_channels,
-                                                  last_linear(student).out_features):
+                                                  student.num_classes):
             raise BcnnError(f"--teacher {src}: its input or classes differ from the model's")
 
     path: Path = weights_source("--teacher", src)
@@ -156,7 +157,7 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
         raise BcnnError(f"--teacher {src}: not a best.pt or checkpoint.pt that names its --arch")
     teacher = build_model(defined["arch"], **defined.get("model_options", {}))
     teacher.load_state_dict(saved["model"])
-    check_fits(teacher.input_size, teacher.input_size, teacher.in_channels, last_linear(teacher).out_features)
+    check_fits(teacher.input_size, teacher.input_size, teacher.in_channels, teacher.num_classes)
     teacher = teacher.eval().requires_grad_(False).to(device)
     if channels_last:
         teacher.to(memory_format=torch.channels_last)

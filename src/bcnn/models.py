@@ -37,6 +37,7 @@ from dependencies import value
 from torch import nn
 
 from bcnn.errors import BcnnError
+from bcnn.floatnet import FLOAT_ARCHS, build_float_model
 
 ARCHS = ("tiny", "cnv", "binarynet")
 
@@ -151,6 +152,7 @@ class BinaryCNN(nn.Module):
             raise BcnnError(f"binary layers pad with -1 or +1, got {pad_value}")
         self.input_size = input_size
         self.in_channels = in_channels
+        self.num_classes = num_classes
         self.input_affine = input_affine
         if input_norm is not None:  # per-channel (x - mean) / std instead of 2x-1
             mean, std = (torch.tensor(v, dtype=torch.float32).reshape(1, -1, 1, 1) for v in input_norm)
@@ -207,8 +209,9 @@ class BinaryCNN(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
-def build_model(arch: str, **options) -> BinaryCNN:
-    """A fresh model of ``arch``: ``tiny`` (configurable), ``cnv`` (FINN CNV-W1A1) or ``binarynet``.
+def build_model(arch: str, **options) -> nn.Module:
+    """A fresh model of ``arch``: ``tiny`` (configurable), ``cnv`` (FINN CNV-W1A1) or ``binarynet``, all
+    BinaryCNN; or a float teacher (``bcnn.floatnet``, e.g. ``resnet9``).
 
     ``tiny`` options: input_size (8), in_channels (3), channels ((5, 6)), padding (bool or per-conv
     list; default True on the first conv only), pool (None/"pre"/"post" or per-conv list; default "pre"
@@ -216,8 +219,10 @@ def build_model(arch: str, **options) -> BinaryCNN:
     pad_value (-1.0), input_affine (True: 2x-1), input_norm ((mean, std) per channel, replaces 2x-1),
     weight_bit_width (1; other widths only to test the compiler's error).
     """
+    if arch in FLOAT_ARCHS:
+        return build_float_model(arch, **options)
     if arch not in ARCHS:
-        raise BcnnError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
+        raise BcnnError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS + FLOAT_ARCHS)})")
     known = set(inspect.signature(BinaryCNN.__init__).parameters) - {"self", "convs", "fcs"}
     known = known | {"channels", "padding", "pool", "fc"} if arch == "tiny" else known - {"head"}
     unknown = sorted(set(options) - known)

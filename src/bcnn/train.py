@@ -37,6 +37,7 @@ from bcnn import data as bdata
 from bcnn.distill import Logits, distill_loss, load_teachers, logit_spread, model_logits, teacher_sources
 from bcnn.errors import BcnnError
 from bcnn.fileio import atomic_write
+from bcnn.floatnet import FLOAT_ARCHS
 
 
 @dataclass
@@ -47,7 +48,8 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 100
     lr: float = 5e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 on every parameter (a float teacher's regularizer; binary nets use none)
+    optimizer: str = "adam"  # "adam", or "sgd": SGD with Nesterov momentum 0.9, for a float teacher
     seed: int = 0
     resume: bool = False
     train_limit: int | None = None  # first N training images (round-robin over classes)
@@ -96,6 +98,7 @@ class TrainConfig:
 
 
 PRECISIONS = ("fp32", "bf16")
+OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("ce", "sqrhinge")
 CALIBRATION_IMAGES = 2000  # training images that set batch norm when warm-starting from a compiled net
 LR_SCALES = ("none", "glorot")
@@ -103,10 +106,10 @@ LR_SCALES = ("none", "glorot")
 # and progress may change between resumptions).
 RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
                 "init_from", "loss", "schedule", "time_budget", "lr_scale", "teacher", "distill_weight",
-                "distill_scale")
+                "distill_scale", "optimizer")
 # what best.pt keeps of how it was trained, so that an export elsewhere (--export-only) names the run's recipe
 RECIPE = ("lr", "lr_scale", "schedule", "loss", "batch_size", "weight_decay", "seed", "precision",
-          "time_budget", "teacher", "distill_weight", "distill_scale")
+          "time_budget", "teacher", "distill_weight", "distill_scale", "optimizer")
 
 
 def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -223,7 +226,9 @@ def param_groups(model: torch.nn.Module, lr_scale: str) -> list[dict]:
 
 
 def clip_latent_weights(weights: list[torch.Tensor]) -> None:
-    """Keep the latent weights in [-1, 1] (BinaryNet's rule)."""
+    """Keep the latent weights in [-1, 1] (BinaryNet's rule); a float net has none."""
+    if not weights:
+        return
     with torch.no_grad():  # two multi-tensor kernels instead of one launch per layer (matters on a GPU)
         torch._foreach_clamp_min_(weights, -1.0)
         torch._foreach_clamp_max_(weights, 1.0)
@@ -254,6 +259,14 @@ def check_config(cfg: TrainConfig) -> None:
             raise BcnnError(f"--{name} must be at least 1, got {value}")
     if not (math.isfinite(cfg.lr) and cfg.lr >= 0):  # 0 keeps the weights (a check that only BN moves)
         raise BcnnError(f"--lr must be a finite number of at least 0, got {cfg.lr}")
+    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
+        raise BcnnError(f"--weight-decay must be a finite number of at least 0, got {cfg.weight_decay}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise BcnnError(f"--optimizer {cfg.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+    if cfg.arch in FLOAT_ARCHS and (cfg.export_only or cfg.init_from
+                                    and weights_source("--init-from", cfg.init_from).suffix != ".pt"):
+        raise BcnnError(f"--arch {cfg.arch} is a float net: it has no compiled form to export or start from; it "
+                        f"teaches from its run's best.pt (--teacher RUN)")
     for name, value in (("stop-after", cfg.stop_after), ("time-budget", cfg.time_budget)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise BcnnError(f"--{name} must be a positive number of seconds, got {value}")
@@ -313,11 +326,9 @@ def train(cfg: TrainConfig) -> dict:
     model.to(device)
     if cfg.channels_last:  # the state dict's values are the same: only the training layout changes
         model.to(memory_format=torch.channels_last)
-    # fused Adam: one kernel for all parameters on a GPU (the CPU keeps the default, so CPU runs resume alike)
     groups = param_groups(model, cfg.lr_scale)
     scales = [g.pop("scale") for g in groups]  # a checkpoint's optimizer state does not keep extra keys
-    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                           fused=True if device.type == "cuda" else None)
+    opt = make_optimizer(cfg, groups, device)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size / world)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolution once
@@ -441,12 +452,26 @@ def train(cfg: TrainConfig) -> dict:
     if rank == 0 and cfg.snapshot:
         summary.update(export_snapshot(cfg, model, out, test_ds))
     elif rank == 0:
-        if cfg.export:
+        if cfg.arch in FLOAT_ARCHS:  # nothing binary to compile: the run's best.pt is the teacher
+            summary["teacher"] = str(out / "best.pt")
+            print(f"{cfg.arch} is a float net, not exported: it teaches as --teacher {out}", file=sys.stderr,
+                  flush=True)
+        elif cfg.export:
             summary.update(export_best(cfg, model, out, test_ds))
         (out / "history.json").write_text(json.dumps(summary, indent=2))
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def make_optimizer(cfg: TrainConfig, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
+    """Adam (the binary nets'), or SGD with Nesterov momentum (a float teacher's, as in DAWNBench's ResNet-9)."""
+    # one kernel for all parameters on a GPU (the CPU keeps the default, so CPU runs resume alike)
+    fused = True if device.type == "cuda" else None
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay,
+                               fused=fused)
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def batch_loss(cfg: TrainConfig, logits: torch.Tensor, labels: torch.Tensor, teacher: Logits | None,
@@ -632,12 +657,15 @@ def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
     """A best.pt or checkpoint.pt at about half the size, for ``--init-from``: the latent weights of the
     binary layers in bfloat16, whose rounding keeps every sign and so every binary weight; batch norm and
     the quantizers' scales stay float32, since rounding them moves the accuracy (0.4 points on binarynet).
-    The optimizer state is dropped."""
+    The optimizer state is dropped; a float net's weights (``bcnn.floatnet``) stay float32."""
     saved = torch.load(src, weights_only=False, map_location="cpu")
     if not isinstance(saved, dict) or "model" not in saved:
         raise BcnnError(f"{src}: not a best.pt or checkpoint.pt written by bcnn train")
     saved.pop("optimizer", None)
     saved.pop("scheduler", None)
+    if saved.get("config", saved).get("arch") in FLOAT_ARCHS:
+        _atomic_torch_save(saved, Path(dst))
+        return
     saved["model"] = {k: v.bfloat16() if k.endswith(".weight") and v.is_floating_point() and v.dim() >= 2 else v
                       for k, v in saved["model"].items()}
     _atomic_torch_save(saved, Path(dst))
