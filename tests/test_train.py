@@ -667,6 +667,14 @@ def test_a_float_teacher_trains_unexported_and_teaches_a_binary_net(data, tmp_pa
     shrink_checkpoint(tmp_path / "teacher" / "best.pt", tmp_path / "returned.pt")
     returned = torch.load(tmp_path / "returned.pt", weights_only=False)["model"]
     assert all(torch.equal(returned[k], v) for k, v in saved["model"].items())
+    from bcnn.distill import load_teacher
+    from bcnn.models import build_model
+
+    tiny = build_model("tiny", **json.loads(OPTIONS))
+    run, runner = load_teacher(str(tmp_path / "teacher"), tiny, torch.device("cpu"))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # no thresholds to keep exact: bf16 will do
+        assert runner == "torch, in the training precision"
+        assert run(torch.zeros((2, 8, 8, 3), dtype=torch.uint8)).dtype == torch.bfloat16
     student = _train(data, tmp_path / "student", 2, "--teacher", str(tmp_path / "teacher"))
     assert student["best_acc"] > 0.5 and student["torch_engine_mismatches"] == 0
     assert ir.load(tmp_path / "student" / "model.bcnn").meta["recipe"]["teacher"] == str(tmp_path / "teacher")

@@ -11,9 +11,9 @@ session 23, against 2 s without a teacher in session 20 (three runs sharing the 
 session 22 a GPU's teacher was the Brevitas model, rebuilt and calibrated on the CPU: 27 s per binarynet on
 2 cores before its compile, `benchmarks/teacher_speed.py`; a five-net ensemble kept three GPU runs from
 their first epoch for 4-6 minutes of a 10-minute call.) A float checkpoint (``.pt``: a binary net's run,
-or a float teacher's, ``bcnn.floatnet``) teaches as a torch model in eval mode beside the student. Both
-torch teachers run in float32, even inside the student's bf16 autocast. Several teachers (``--teacher A,B``)
-teach as one: the mean of their logits.
+or a float teacher's, ``bcnn.floatnet``) teaches as a torch model in eval mode beside the student. A
+binary net's torch teachers run in float32, even inside the student's bf16 autocast; a float net runs in the
+student's precision. Several teachers (``--teacher A,B``) teach as one: the mean of their logits.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from bcnn.errors import BcnnError
+from bcnn.floatnet import FLOAT_ARCHS
 from bcnn.ir import Net
 
 Logits = Callable[[torch.Tensor], torch.Tensor]  # uint8 NHWC batch -> float logits (batch, classes)
@@ -162,6 +163,8 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
     if channels_last:
         teacher.to(memory_format=torch.channels_last)
     run = model_logits(torch.compile(teacher, dynamic=False) if compiled else teacher, channels_last)
+    if defined["arch"] in FLOAT_ARCHS:  # no thresholds to flip: bf16 costs a float net nothing but rounding
+        return run, "torch, in the training precision"
 
     def in_float32(batch: torch.Tensor) -> torch.Tensor:
         # called inside a bf16 training step: bf16 activations keep 8 significant bits, so accumulators
