@@ -5,12 +5,14 @@ GPU's teacher until session 22), side by side; also what each takes to set up.
 
     python benchmarks/teacher_speed.py [--net binarynet] [--data DIR] [--batch 100] [--batches 10] [--threads 1]
     python benchmarks/teacher_speed.py --device cuda --batch 400   # a lent GPU: the integer function alone
+    python benchmarks/teacher_speed.py --float-teacher RUN ...     # and a float teacher (--arch resnet9's run)
 
 The runners alternate batch by batch on the same augmented training images, so a busy shared machine slows
 them alike; each figure is the median CPU time per 1,000 images (threads=1: time a shared core steals does
 not count; on a GPU, wall clock after a synchronize, the batch already there). Each torch runner's logits
 are compared with the engine's, which are the net's exactly: the largest difference, and the images whose
-predicted class differs.
+predicted class differs. A float teacher (--float-teacher) runs in bf16, as it teaches in a bf16 run, eager and
+compiled; its last two columns compare another net's logits with the engine's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from bcnn import data as bdata
 from bcnn import ir
 from bcnn.decompile import load_net_weights
-from bcnn.distill import engine_logits, float_torch_logits, model_logits
+from bcnn.distill import engine_logits, float_torch_logits, load_teacher, model_logits
 from bcnn.models import build_model
 from bcnn.train import CALIBRATION_IMAGES, augment, autocast
 
@@ -39,6 +41,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu",
                     help="cuda: the integer function, eager and compiled, on the GPU by wall clock, against the "
                          "engine on the CPU (the Brevitas model is left out)")
+    ap.add_argument("--float-teacher", metavar="RUN", help="also a float teacher: a run folder or best.pt of "
+                    "`bcnn train --arch resnet9`")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -51,6 +55,10 @@ def main() -> None:
     # the integer function is called inside bf16 autocast, as a training step does
     runners = {"engine": (engine_logits(net), None), "integer fn fp32": (integer_fn, "bf16"),
                "integer fn comp": (float_torch_logits(net, device, compiled=True), "bf16")}  # compiles on batch 1
+    if args.float_teacher:
+        student = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
+        for name, compiled in (("float eager", False), ("float compiled", True)):
+            runners[name] = (load_teacher(args.float_teacher, student, device, compiled, on_gpu)[0], "bf16")
     rebuilt_s = None
     if not on_gpu:
         model = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
