@@ -566,21 +566,18 @@ def _returnable(out: Path) -> list[Path]:
     return files
 
 
-def test_gpu_train_script_two_runs_over_three_calls(tmp_path):
-    """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU: the first call stages the data's first
-    half (a `train` then refuses to start), the second brings the rest and trains two runs at once, one of
-    them planned over two calls (stopped cleanly, then resumed in the third, as a lease's 10-minute calls
-    need, its schedule by the clock, exported here by `check`), the other warm-restarted from its first run
-    in the third call and exported there; `check` here of every returned folder."""
+def _gpu_script(tmp_path: Path):
+    """benchmarks/gpu_train.sh run here as on a lent GPU, its folders under ``tmp_path`` (gpu, gpu2, work,
+    returned), the data packed as `prepare` carries it (without its downloads: the wheels are installed
+    here): the data, a ``call(command, out, ok=True, **env)`` that runs a command there and returns its
+    output, and the script's command line."""
     repo = Path(__file__).resolve().parents[1]
     data = _dataset(tmp_path / "data", per_class=25, size=32)  # CIFAR-10's image size, as the carry packs it
-    gpu, gpu2, work, returned = tmp_path / "gpu", tmp_path / "gpu2", tmp_path / "work", tmp_path / "returned"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GPU_DIR": str(gpu), "GPU2_DIR": str(gpu2), "GPU_WORK": str(work), "RETURNED": str(returned),
+           **{var: str(tmp_path / name) for var, name in (("GPU_DIR", "gpu"), ("GPU2_DIR", "gpu2"),
+                                                          ("GPU_WORK", "work"), ("RETURNED", "returned"))},
            "EXPORT_S": "10", "START_S": "2", "END_S": "8",
            "COMPILE": "0", "OMP_NUM_THREADS": "1"}  # eager: compiling tiny takes longer than training it
-    script = f"bash {repo / 'benchmarks' / 'gpu_train.sh'}"
-    tiny = "--options '{\"input_size\": 32, \"channels\": [8, 8], \"fc\": [16]}' --batch-size 20"
 
     def call(command: str, out: Path, ok: bool = True, **extra: str) -> str:
         proc = subprocess.run(["bash", "-c", command], cwd=repo, env={**env, "OUT": str(out), **extra},
@@ -588,8 +585,20 @@ def test_gpu_train_script_two_runs_over_three_calls(tmp_path):
         assert (proc.returncode == 0) == ok, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
-    # what `prepare` carries, without its downloads: the data in two halves (the wheels are installed here)
-    call(f"python benchmarks/cifar_webp.py pack {data} {gpu / 'cifar'} {gpu2 / 'cifar'}", tmp_path)
+    call(f"python benchmarks/cifar_webp.py pack {data} {tmp_path / 'gpu' / 'cifar'} {tmp_path / 'gpu2' / 'cifar'}",
+         tmp_path)
+    return data, call, f"bash {repo / 'benchmarks' / 'gpu_train.sh'}"
+
+
+def test_gpu_train_script_two_runs_over_three_calls(tmp_path):
+    """benchmarks/gpu_train.sh, here on the CPU as on a lent GPU: the first call stages the data's first
+    half (a `train` then refuses to start), the second brings the rest and trains two runs at once, one of
+    them planned over two calls (stopped cleanly, then resumed in the third, as a lease's 10-minute calls
+    need, its schedule by the clock, exported here by `check`), the other warm-restarted from its first run
+    in the third call and exported there; `check` here of every returned folder."""
+    data, call, script = _gpu_script(tmp_path)
+    gpu, gpu2, work, returned = (tmp_path / name for name in ("gpu", "gpu2", "work", "returned"))
+    tiny = "--options '{\"input_size\": 32, \"channels\": [8, 8], \"fc\": [16]}' --batch-size 20"
     assert sorted(p.name for p in (gpu / "cifar").glob("*.webp")) == \
         ["data_batch_1.webp", "data_batch_2.webp", "test_batch.webp"]
     hidden = gpu2.rename(tmp_path / "gpu2-later")  # call 1 carries only the first half
@@ -687,3 +696,20 @@ def test_a_float_teacher_trains_unexported_and_teaches_a_binary_net(data, tmp_pa
         except SystemExit as e:
             rc = e.code
         assert rc == 2 and why in capsys.readouterr().err
+
+
+def test_gpu_train_script_trains_a_float_teacher_that_teaches_there(tmp_path):
+    """The next lease's plan (docs/models.md, "Session 24"): a float teacher trains in one call, teaches a
+    binary net from its run folder in the next, and comes back in float32, kept by `check` and not exported."""
+    data, call, script = _gpu_script(tmp_path)
+    call(f"{script} stage", tmp_path / "out1")
+    resnet = "--options '{\"width\": 4}' --optimizer sgd --lr 0.05 --batch-size 50 --epochs 2"
+    assert "not exported" in call(f"NAME=r9 {script} train resnet9 40 {resnet}", tmp_path / "out2")
+    teacher = tmp_path / "work" / "run-r9"
+    log = call(f"{script} train tiny 60 --options '{{\"input_size\": 32, \"channels\": [8], \"fc\": []}}' "
+               f"--batch-size 20 --epochs 1 --teacher {teacher}", tmp_path / "out3")
+    assert "in the training precision" in log and "torch vs engine mismatches 0" in log
+    log = call(f"{script} check {tmp_path / 'out2' / 'r9'}", tmp_path, DATA=str(data))
+    assert "a float teacher" in log and "bcnn infer" not in log and "median of the last" in log
+    kept = torch.load(tmp_path / "returned" / "r9-best.pt", weights_only=False)["model"]
+    assert all(torch.equal(kept[k], v) for k, v in torch.load(teacher / "best.pt", weights_only=False)["model"].items())
