@@ -2,9 +2,9 @@
 
 ``resnet9`` is the residual net of Myrtle.ai's DAWNBench entry (Page, "How to train your ResNet", 2018): 94%
 on CIFAR-10 after 24 epochs at full width, 92.2% at half width after 30 epochs on a 2-core CPU (session 24).
-The binary nets' best ensemble scores 90.1%: a float teacher's soft labels are wrong less often. It trains with the same loop as the
-binary nets (``bcnn train --arch resnet9 --optimizer sgd ...``) and teaches from its run's ``best.pt``; it has
-no binary layers, so it is never exported or compiled.
+The binary nets' best ensemble scores 90.1%: a float teacher's soft labels are wrong less often. It trains
+with the same loop as the binary nets (``bcnn train --arch resnet9 --optimizer sgd ...``) and teaches from
+its run's ``best.pt``; it has no binary layers, so it is never exported or compiled.
 """
 
 from __future__ import annotations
