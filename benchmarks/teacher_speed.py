@@ -58,7 +58,8 @@ def main() -> None:
     if args.float_teacher:
         student = build_model(net.meta["arch"], **net.meta.get("model_options", {}))
         for name, compiled in (("float eager", False), ("float compiled", True)):
-            runners[name] = (load_teacher(args.float_teacher, student, device, compiled, on_gpu)[0], "bf16")
+            runners[name] = (load_teacher(args.float_teacher, student, device, compiled,
+                                                   channels_last=on_gpu)[0], "bf16")
     rebuilt_s = None
     if not on_gpu:
         model = build_model(net.meta["arch"], **net.meta.get("model_options", {}))

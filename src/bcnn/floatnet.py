@@ -9,12 +9,13 @@ its run's ``best.pt``; it has no binary layers, so it is never exported or compi
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
 from bcnn.errors import BcnnError
 
-FLOAT_ARCHS = ("resnet9",)
 # CIFAR-10's per-channel pixel mean and standard deviation (of x / 255, over the training set)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -64,13 +65,17 @@ class ResNet9(nn.Module):
         return self.body((x - self.input_mean) / self.input_std) * self.logit_scale
 
 
+FLOAT_NETS = {"resnet9": ResNet9}
+FLOAT_ARCHS = tuple(FLOAT_NETS)
+
+
 def build_float_model(arch: str, **options) -> nn.Module:
-    """A fresh float net of ``arch`` (FLOAT_ARCHS). ``resnet9`` options: width (64), input_size (32),
-    in_channels (3), num_classes (10)."""
-    if arch != "resnet9":
+    """A fresh float net of ``arch`` (FLOAT_ARCHS), its options those of its class (``resnet9``: width (64),
+    input_size (32), in_channels (3), num_classes (10))."""
+    if arch not in FLOAT_NETS:
         raise BcnnError(f"unknown float architecture {arch!r} (known: {', '.join(FLOAT_ARCHS)})")
-    known = {"width", "input_size", "in_channels", "num_classes"}
+    known = set(inspect.signature(FLOAT_NETS[arch].__init__).parameters) - {"self"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise BcnnError(f"unknown {arch} model option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return ResNet9(**options)
+    return FLOAT_NETS[arch](**options)
