@@ -416,6 +416,29 @@ def test_warm_start_from_a_compiled_net(data, tmp_path):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from="cnv", **run))
 
 
+def test_freeze_features_trains_the_classifier_only(data, tmp_path):
+    """--freeze-features: the convolutions compile back bit for bit to the warm start's (signs and thresholds);
+    the fully connected layers learn; without a warm start it is refused."""
+    from bcnn.errors import BcnnError
+    from bcnn.train import TrainConfig, train
+
+    run = dict(arch="tiny", data=str(data), batch_size=20, train_limit=40, test_limit=50,
+               model_options=json.loads(OPTIONS), progress=False)
+    a = train(TrainConfig(out_dir=str(tmp_path / "a"), epochs=1, **run))
+    with pytest.raises(BcnnError, match="needs --init-from"):
+        train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, freeze_features=True, **run))
+    tune = dict(run, epochs=2, lr=0.05, init_from=a["bcnn"], freeze_features=True, out_dir=str(tmp_path / "b"))
+    train(TrainConfig(**tune))
+    snap = train(TrainConfig(export_only=True, snapshot=True, **tune))  # the last epoch, whatever it scored
+    assert snap["torch_engine_mismatches"] == 0
+    source, tuned = ir.load(a["bcnn"]), ir.load(snap["bcnn"])
+    convs = len(json.loads(OPTIONS)["channels"])
+    for before, after in zip(source.layers[:convs], tuned.layers[:convs], strict=True):
+        assert np.array_equal(before.weights, after.weights) and np.array_equal(before.thresholds, after.thresholds)
+    assert any(not np.array_equal(before.weights, after.weights)
+               for before, after in zip(source.layers[convs:], tuned.layers[convs:], strict=True))
+
+
 def test_snapshot_carries_a_run_to_another_machine(data, tmp_path):
     """--export-only --snapshot compiles the latest epoch; --init-from it with --start-epoch K goes on at epoch
     K of the same schedule, as the uninterrupted run does, and counts the snapshot's epochs as its own."""

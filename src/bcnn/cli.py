@@ -324,7 +324,7 @@ def cmd_train(args) -> dict:
                       checkpoint_every=args.checkpoint_every, stop_after=stop_after,
                       time_budget=args.time_budget, budget_to_stop=args.budget_to_stop,
                       teacher=args.teacher, distill_scale=args.distill_scale, start_epoch=args.start_epoch,
-                      snapshot=args.snapshot, **distill)
+                      snapshot=args.snapshot, freeze_features=args.freeze_features, **distill)
     return train(cfg)
 
 
@@ -481,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "bundled model's name, e.g. binarynet: its signs and thresholds, with latent weights drawn and "
                     "batch norm calibrated on the training images), with a fresh optimizer and LR schedule; to "
                     "train on after a run's schedule has ended")
+    sp.add_argument("--freeze-features", action="store_true",
+                    help="with --init-from: train the fully connected layers only; the convolutions keep their "
+                         "weights and batch norm (a cheap fine-tune of the classifier, e.g. under a new teacher)")
     sp.add_argument("--start-epoch", type=int, default=0, metavar="K",
                     help="with --init-from a snapshot (see --snapshot): begin at epoch K of the schedule and "
                          "shuffles, as the snapshot's run would have gone on: a run carried to another machine as a "

@@ -95,6 +95,9 @@ class TrainConfig:
     # the factor on the model's logits in the KL term; None: the teacher's spread of logits over the model's
     # when warm-starting (--init-from), 1 from scratch, whose random logits say nothing of the scale it learns
     distill_scale: float | None = None
+    # train the fully connected layers only: the convolutions keep the weights and batch norm of the warm
+    # start (--init-from), in eval mode; a forward pass through them costs a third of a full step
+    freeze_features: bool = False
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -106,10 +109,10 @@ LR_SCALES = ("none", "glorot")
 # and progress may change between resumptions).
 RUN_DEFINING = ("arch", "model_options", "epochs", "batch_size", "lr", "weight_decay", "seed", "train_limit",
                 "init_from", "loss", "schedule", "time_budget", "lr_scale", "teacher", "distill_weight",
-                "distill_scale", "optimizer")
+                "distill_scale", "optimizer", "freeze_features")
 # what best.pt keeps of how it was trained, so that an export elsewhere (--export-only) names the run's recipe
 RECIPE = ("lr", "lr_scale", "schedule", "loss", "batch_size", "weight_decay", "seed", "precision",
-          "time_budget", "teacher", "distill_weight", "distill_scale", "optimizer")
+          "time_budget", "teacher", "distill_weight", "distill_scale", "optimizer", "freeze_features")
 
 
 def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -217,12 +220,13 @@ def glorot_lr_scale(weight: torch.Tensor) -> float:
 def param_groups(model: torch.nn.Module, lr_scale: str) -> list[dict]:
     """The optimizer's parameter groups and each one's lr multiplier ("scale"): one group at 1 for "none";
     for "glorot", one group per binary layer's latent weights at its glorot_lr_scale, then the rest at 1."""
+    trained = [p for p in model.parameters() if p.requires_grad]  # not the frozen features (--freeze-features)
     if lr_scale == "none":
-        return [{"params": list(model.parameters()), "scale": 1.0}]
-    latent = latent_weights(model)
+        return [{"params": trained, "scale": 1.0}]
+    latent = [w for w in latent_weights(model) if w.requires_grad]
     ids = {id(w) for w in latent}
     return [{"params": [w], "scale": glorot_lr_scale(w)} for w in latent] + \
-        [{"params": [p for p in model.parameters() if id(p) not in ids], "scale": 1.0}]
+        [{"params": [p for p in trained if id(p) not in ids], "scale": 1.0}]
 
 
 def clip_latent_weights(weights: list[torch.Tensor]) -> None:
@@ -267,6 +271,9 @@ def check_config(cfg: TrainConfig) -> None:
                                     and weights_source("--init-from", cfg.init_from).suffix != ".pt"):
         raise BcnnError(f"--arch {cfg.arch} is a float net: it has no compiled form to export or start from; it "
                         f"teaches from its run's best.pt (--teacher RUN)")
+    if cfg.freeze_features and (cfg.arch in FLOAT_ARCHS or not cfg.init_from):
+        raise BcnnError("--freeze-features trains a binary net's fully connected layers on the convolutions of a "
+                        "warm start: it needs --init-from and a binary --arch")
     for name, value in (("stop-after", cfg.stop_after), ("time-budget", cfg.time_budget)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise BcnnError(f"--{name} must be a positive number of seconds, got {value}")
@@ -326,6 +333,8 @@ def train(cfg: TrainConfig) -> dict:
     model.to(device)
     if cfg.channels_last:  # the state dict's values are the same: only the training layout changes
         model.to(memory_format=torch.channels_last)
+    if cfg.freeze_features:
+        model.features.requires_grad_(False)
     groups = param_groups(model, cfg.lr_scale)
     scales = [g.pop("scale") for g in groups]  # a checkpoint's optimizer state does not keep extra keys
     opt = make_optimizer(cfg, groups, device)
@@ -370,6 +379,8 @@ def train(cfg: TrainConfig) -> dict:
         perm = torch.randperm(len(train_ds), generator=gen)
         batches = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)][rank::world]
         ddp.train()
+        if cfg.freeze_features:  # batch norm keeps the warm start's statistics: the convolutions' bits stay
+            model.features.eval()
         t0, seen = time.time(), 0
         # summed on the device: reading the loss every step would make a GPU wait for the host each batch
         loss_sum = torch.zeros((), device=device)
