@@ -417,17 +417,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a generated RTL directory (net.bcnn in or beside it) whose engines join the fit; repeatable")
 
     sp = add("generate", cmd_generate, "generate the streaming accelerator's Verilog")
-    sp.add_argument("net")
+    sp.add_argument("net", help="NET.bcnn, MODEL.onnx or a bundled model name")
     sp.add_argument("--plan", help="PLAN.json (default: `bcnn plan`'s defaults, xc7vx690t at 90 MHz)")
     sp.add_argument("-o", "--output", required=True, help="RTL directory to write")
 
     sp = add("simulate", cmd_simulate, "simulate the RTL with Verilator and compare with the reference engine")
-    sp.add_argument("rtl_dir")
+    sp.add_argument("rtl_dir", help="RTL directory written by `bcnn generate`")
     sp.add_argument("--data", help="images (default: the bundled CIFAR-10 sample)")
     sp.add_argument("--limit", type=count, default=20, help="first N images (default 20; the II needs 2)")
 
     sp = add("synth", cmd_synth, "estimate FPGA resources with Yosys synth_xilinx, per engine, cached")
-    sp.add_argument("rtl_dir")
+    sp.add_argument("rtl_dir", help="RTL directory written by `bcnn generate`")
     sp.add_argument("--part", default=None, help="FPGA part (default: the plan's device)")
     sp.add_argument("--jobs", type=count, default=1, help="engines synthesized in parallel (default 1)")
     sp.add_argument("--bundle", action="store_true",
