@@ -396,7 +396,7 @@ def test_warm_start_continues_from_an_earlier_run(data, tmp_path):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / "nowhere"), **run))
 
 
-def test_warm_start_from_a_compiled_net(data, tmp_path):
+def test_warm_start_from_a_compiled_net(data, tmp_path, capsys):
     """--init-from model.bcnn: signs and thresholds rebuilt into float weights; epoch 0 scores what the net
     scores, and the run's export counts the net's epochs."""
     from bcnn.errors import BcnnError
@@ -407,7 +407,9 @@ def test_warm_start_from_a_compiled_net(data, tmp_path):
     a = train(TrainConfig(out_dir=str(tmp_path / "a"), epochs=2, **run))
     source = ir.load(a["bcnn"])
     test = load(str(data), split="test", limit=50)
+    capsys.readouterr()
     b = train(TrainConfig(out_dir=str(tmp_path / "b"), epochs=1, init_from=a["bcnn"], **run))
+    assert "rebuilding float weights from" in capsys.readouterr().err  # the minutes before epoch 1 are named
     engine_acc = float((predict(source, run_reference(source, test.images)) == test.labels).mean())
     assert b["history"][0]["test_acc"] == engine_acc
     assert b["epochs_trained"] == source.meta["epochs_trained"] + b["best_epoch"]

@@ -530,6 +530,9 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
         if cfg.resume and rank == 0:
             print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
         if cfg.init_from:
+            if rank == 0 and weights_source("--init-from", cfg.init_from).suffix != ".pt":  # minutes for binarynet
+                print(f"rebuilding float weights from {cfg.init_from}'s signs and thresholds (batch norm "
+                      f"calibrated on {CALIBRATION_IMAGES:,} training images) ...", file=sys.stderr, flush=True)
             trained = warm_start(model, cfg, train_ds.images)
             if trained < cfg.start_epoch:
                 raise BcnnError(f"--init-from {cfg.init_from} was trained for {trained} epochs, fewer than "
