@@ -799,6 +799,8 @@ def _export(cfg: TrainConfig, model: torch.nn.Module, best: dict, out: Path, nam
     from bcnn.engine.reference import predict
     from bcnn.models import export_onnx, snap_thresholds
 
+    print(f"exporting epoch {best['epoch']}: QONNX, compile, then torch against the engine on {len(test_ds):,} "
+          f"test images ...", file=sys.stderr, flush=True)
     model.cpu().load_state_dict(best["model"])
     model.eval()
     snap_thresholds(model)  # same function, but no accumulator near a float crossing: exact everywhere
