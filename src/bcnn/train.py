@@ -96,7 +96,7 @@ class TrainConfig:
     # when warm-starting (--init-from), 1 from scratch, whose random logits say nothing of the scale it learns
     distill_scale: float | None = None
     # train the fully connected layers only: the convolutions keep the weights and batch norm of the warm
-    # start (--init-from), in eval mode; a step then costs about a third of a whole-net step
+    # start (--init-from), in eval mode; a step then costs about a quarter of a whole-net step
     freeze_features: bool = False
 
 
