@@ -530,10 +530,7 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
         if cfg.resume and rank == 0:
             print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
         if cfg.init_from:
-            if rank == 0 and weights_source("--init-from", cfg.init_from).suffix != ".pt":  # minutes for binarynet
-                print(f"rebuilding float weights from {cfg.init_from}'s signs and thresholds (batch norm "
-                      f"calibrated on {CALIBRATION_IMAGES:,} training images) ...", file=sys.stderr, flush=True)
-            trained = warm_start(model, cfg, train_ds.images)
+            trained = warm_start(model, cfg, train_ds.images, verbose=rank == 0)
             if trained < cfg.start_epoch:
                 raise BcnnError(f"--init-from {cfg.init_from} was trained for {trained} epochs, fewer than "
                                 f"--start-epoch {cfg.start_epoch}")
@@ -685,15 +682,15 @@ def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
     _atomic_torch_save(saved, Path(dst))
 
 
-def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarray) -> int:
+def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarray, verbose: bool = False) -> int:
     """Load the weights of ``cfg.init_from`` into ``model``; returns the epochs they were trained for.
 
     ``init_from``: a run folder (its best.pt), a best.pt or checkpoint.pt, or a compiled net (a ``.bcnn``
     file or a bundled model's name), whose weights ``bcnn.decompile`` rebuilds with the first
-    ``CALIBRATION_IMAGES`` of ``train_images``."""
+    ``CALIBRATION_IMAGES`` of ``train_images`` (``verbose``: saying so first, on stderr)."""
     src = weights_source("--init-from", cfg.init_from)
     if src.suffix != ".pt":
-        return _warm_start_from_net(model, cfg, src, train_images)
+        return _warm_start_from_net(model, cfg, src, train_images, verbose)
     saved = torch.load(src, weights_only=False, map_location="cpu")
     if not isinstance(saved, dict) or "model" not in saved:
         raise BcnnError(f"--init-from {src}: not a best.pt or checkpoint.pt written by bcnn train")
@@ -726,7 +723,8 @@ def weights_source(flag: str, src: str) -> Path:
         raise BcnnError(f"{flag} {e}; or a run folder holding best.pt, or a .pt file") from None
 
 
-def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, train_images: np.ndarray) -> int:
+def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, train_images: np.ndarray,
+                         verbose: bool) -> int:
     from bcnn import ir
     from bcnn.decompile import load_net_weights
 
@@ -736,6 +734,9 @@ def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, t
         raise BcnnError(f"--init-from {cfg.init_from}: a net trained as --arch {arch} --options "
                         f"'{json.dumps(options)}'; train with those")
     device = next(model.parameters()).device
+    if verbose:  # minutes for binarynet, before the first word of the warm start's result
+        print(f"rebuilding float weights from {cfg.init_from}'s signs and thresholds (batch norm calibrated on "
+              f"{CALIBRATION_IMAGES:,} training images) ...", file=sys.stderr, flush=True)
     load_net_weights(model.cpu(), net, train_images[:CALIBRATION_IMAGES])
     model.to(device)
     return int(net.meta.get("epochs_trained", 0))
