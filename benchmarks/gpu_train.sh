@@ -203,7 +203,7 @@ train|resume)
     [ -f "$work/run-$name/best.pt" ] || { echo "no epoch ended in time: nothing to return" | tee -a "$out/train.log"; exit 1; }
     ret=$work/return-$name; rm -rf "$ret"; mkdir -p "$ret"
     for f in model.bcnn history.json; do [ -f "$work/run-$name/$f" ] && cp "$work/run-$name/$f" "$ret/"; done
-    python3 -c "import sys; from bcnn.train import shrink_checkpoint; shrink_checkpoint(*sys.argv[1:])" \
+    python3 -c "import sys; from bcnn.checkpoints import shrink_checkpoint; shrink_checkpoint(*sys.argv[1:])" \
         "$work"/run-"$name"/best.pt "$ret"/best-bf16.pt
     rm -f "$out"/run.tar.part*
     tar -C "$ret" -cf - . | split -b 15m -d - "$out/run.tar.part"

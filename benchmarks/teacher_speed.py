@@ -25,10 +25,11 @@ import torch
 
 from bcnn import data as bdata
 from bcnn import ir
+from bcnn.checkpoints import CALIBRATION_IMAGES
 from bcnn.decompile import load_net_weights
 from bcnn.distill import engine_logits, float_torch_logits, load_teacher, model_logits
 from bcnn.models import build_model
-from bcnn.train import CALIBRATION_IMAGES, augment, autocast
+from bcnn.train import augment, autocast
 
 
 def main() -> None:

@@ -240,16 +240,16 @@ def test_budget_to_stop_ends_the_schedule_at_the_stop(data, tmp_path, capsys):
 def test_next_epoch_estimate_skips_a_calls_warm_up():
     """A call's first epoch also compiles the model (88 s against 1.7 s on session 12's GPU lease, where it
     ended a resumed run after one epoch): the estimate of the next epoch is the last gap within one call."""
-    from bcnn.train import _eta, _next_epoch_seconds
+    from bcnn.schedule import eta, next_epoch_seconds
 
     history = [{"epoch": 1, "seconds": 30.0, "finished_at": 100.0, "first_of_call": True}]
-    assert _next_epoch_seconds([]) == 0.0 and _next_epoch_seconds(history) == 30.0  # nothing better yet
+    assert next_epoch_seconds([]) == 0.0 and next_epoch_seconds(history) == 30.0  # nothing better yet
     history += [{"epoch": 2, "seconds": 1.5, "finished_at": 102.0}, {"epoch": 3, "seconds": 1.5, "finished_at": 104.0}]
-    assert _next_epoch_seconds(history) == 2.0
+    assert next_epoch_seconds(history) == 2.0
     history.append({"epoch": 4, "seconds": 88.0, "finished_at": 5000.0, "first_of_call": True})  # a resume
-    assert _next_epoch_seconds(history) == 2.0 and _eta(history, 20) == ", about 40 s to go"
+    assert next_epoch_seconds(history) == 2.0 and eta(history, 20) == ", about 40 s to go"
     history.append({"epoch": 5, "seconds": 2.0, "finished_at": 5002.5})
-    assert _next_epoch_seconds(history) == 2.5
+    assert next_epoch_seconds(history) == 2.5
 
 
 def test_glorot_lr_scale_is_binarynets_per_layer_rate(data, tmp_path):
@@ -294,14 +294,14 @@ def test_checkpoint_every_n_epochs_keeps_best_and_last(data, tmp_path, monkeypat
     import bcnn.train as tr
 
     written = []
-    save = tr._atomic_torch_save
+    save = tr.torch_save_atomic
 
     def spy(obj, path):
         if path.name == "checkpoint.pt":
             written.append(obj["state"]["epoch"])
         save(obj, path)
 
-    monkeypatch.setattr(tr, "_atomic_torch_save", spy)
+    monkeypatch.setattr(tr, "torch_save_atomic", spy)
     summary = tr.train(tr.TrainConfig(arch="tiny", data=str(data), out_dir=str(tmp_path / "run"), epochs=7,
                                       batch_size=20, train_limit=40, test_limit=8, progress=False, export=False,
                                       model_options=json.loads(OPTIONS), checkpoint_every=3))
@@ -556,8 +556,9 @@ def test_distillation_at_weight_1_ignores_the_labels(tmp_path, capsys):
 
 def test_shrunk_checkpoint_predicts_exactly_as_the_source(data, tmp_path):
     """shrink_checkpoint (the GPU script's returned weights): half the size, the same predictions."""
+    from bcnn.checkpoints import shrink_checkpoint
     from bcnn.models import build_model
-    from bcnn.train import TrainConfig, predictions, shrink_checkpoint, train
+    from bcnn.train import TrainConfig, predictions, train
 
     opts = {**json.loads(OPTIONS), "channels": [32, 32], "fc": [64]}  # weights big enough to outweigh the rest
     train(TrainConfig(out_dir=str(tmp_path / "a"), arch="tiny", data=str(data), epochs=1, batch_size=20,
@@ -696,7 +697,7 @@ def test_a_float_teacher_trains_unexported_and_teaches_a_binary_net(data, tmp_pa
     assert not list((tmp_path / "teacher").glob("model.*"))  # nothing binary to export
     saved = torch.load(tmp_path / "teacher" / "best.pt", weights_only=False)
     assert saved["recipe"]["optimizer"] == "sgd" and saved["recipe"]["weight_decay"] == 5e-4
-    from bcnn.train import shrink_checkpoint  # the GPU script's returned weights: a float net's stay float32
+    from bcnn.checkpoints import shrink_checkpoint  # the GPU script's returned weights: a float net's stay float32
 
     shrink_checkpoint(tmp_path / "teacher" / "best.pt", tmp_path / "returned.pt")
     returned = torch.load(tmp_path / "returned.pt", weights_only=False)["model"]

@@ -18,6 +18,7 @@ student's precision. Several teachers (``--teacher A,B``) teach as one: the mean
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bcnn.checkpoints import weights_source
 from bcnn.errors import BcnnError
 from bcnn.floatnet import FLOAT_ARCHS
 from bcnn.ir import Net
@@ -111,6 +113,12 @@ def teacher_sources(spec: str) -> list[str]:
     return members
 
 
+def teacher_digest(spec: str) -> str:
+    """The SHA-256 of each of --teacher's files, comma-joined: how a resumed run knows its teacher."""
+    return ",".join(hashlib.sha256(weights_source("--teacher", src).read_bytes()).hexdigest()
+                    for src in teacher_sources(spec))
+
+
 def load_teachers(spec: str, student: torch.nn.Module, device: torch.device, compiled: bool = False,
                   channels_last: bool = False) -> tuple[Logits, str]:
     """``--teacher A[,B...]``: one teacher (see load_teacher), or an ensemble whose logits are the mean of its
@@ -135,7 +143,6 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
     ``compiled``."""
     from bcnn import ir
     from bcnn.models import build_model
-    from bcnn.train import weights_source
 
     def check_fits(height: int, width: int, channels: int, classes: int) -> None:
         if (height, width, channels, classes) != (student.input_size, student.input_size, student.in_channels,

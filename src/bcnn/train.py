@@ -15,18 +15,19 @@ spent, and the run ends when its next epoch would not fit (not reproducible, by 
 
 Warm start: ``init_from`` starts a new run (fresh optimizer and learning-rate schedule) from the weights of an
 earlier one, so training can go on after a finished schedule; the export counts the earlier epochs.
+
+Beside this module: ``bcnn.schedule`` (the lr of each step, the run's clock), ``bcnn.checkpoints`` (the weight
+files, warm starts), ``bcnn.distill`` (teachers and the KL term).
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,19 @@ import torch
 import torch.nn.functional as F
 
 from bcnn import data as bdata
-from bcnn.distill import Logits, distill_loss, load_teachers, logit_spread, model_logits, teacher_sources
+from bcnn.checkpoints import CALIBRATION_IMAGES, check_same_run, torch_save_atomic, warm_start, weights_source
+from bcnn.distill import (
+    Logits,
+    distill_loss,
+    load_teachers,
+    logit_spread,
+    model_logits,
+    teacher_digest,
+    teacher_sources,
+)
 from bcnn.errors import BcnnError
-from bcnn.fileio import atomic_write
 from bcnn.floatnet import FLOAT_ARCHS
+from bcnn.schedule import eta, halving_epochs, lr_factor, out_of_time, parse_schedule, rank0, run_progress
 
 
 @dataclass
@@ -103,7 +113,6 @@ class TrainConfig:
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("ce", "sqrhinge")
-CALIBRATION_IMAGES = 2000  # training images that set batch norm when warm-starting from a compiled net
 LR_SCALES = ("none", "glorot")
 # What defines a run's weights and LR schedule: a resumed run must use the same (precision, compile, threads
 # and progress may change between resumptions).
@@ -121,37 +130,6 @@ def loss_fn(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
         return F.cross_entropy(logits, labels)
     target = F.one_hot(labels, logits.shape[1]).to(logits.dtype) * 2 - 1
     return (1 - logits * target).clamp(min=0).square().mean()
-
-
-def parse_schedule(schedule: str) -> tuple[str, int]:
-    """("cosine", 0), ("halve", N) or ("exp", K); anything else is refused."""
-    if schedule == "cosine":
-        return "cosine", 0
-    kind, _, n = schedule.partition(":")
-    if kind not in ("halve", "exp") or not n.isdigit() or int(n) < 1:
-        raise BcnnError(f"--schedule {schedule!r}: expected cosine, halve:N (every N epochs) or exp:K (K "
-                        f"halvings over the run), N and K at least 1")
-    return kind, int(n)
-
-
-def halving_epochs(schedule: str) -> int | None:
-    """N of a "halve:N" schedule, which does not depend on the run's length; None for the others."""
-    kind, n = parse_schedule(schedule)
-    return n if kind == "halve" else None
-
-
-def lr_factor(schedule: tuple[str, int], progress: float, step: int, steps_per_epoch: int) -> float:
-    """The multiplier of the initial lr at global step ``step``, ``progress`` (0 to 1) into the run: cosine
-    decay to 0, or exp:K, BinaryNet's exponential decay to 1/2^K, both over the run (its steps, or its time
-    budget); halve:N halves every N epochs, whatever the run's length (bnn_pynq's schedule). ``schedule``:
-    what :func:`parse_schedule` made of it."""
-    kind, n = schedule
-    progress = min(max(progress, 0.0), 1.0)
-    if kind == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    if kind == "exp":
-        return 0.5 ** (n * progress)
-    return 0.5 ** (step // (n * steps_per_epoch))
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -248,11 +226,6 @@ def predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 500) ->
 
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
     return float((predictions(model, images, batch) == labels).mean()) if len(images) else 0.0
-
-
-def _atomic_torch_save(obj: dict, path: Path) -> None:
-    with atomic_write(path) as f:
-        torch.save(obj, f)
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -366,7 +339,7 @@ def train(cfg: TrainConfig) -> dict:
         # fitted at `mark`, and the budget's end and the stop judged below at one instant, `now`: the schedule's
         # end then comes no later than the stop, however long anything between takes (a millisecond less,
         # so that float rounding cannot put the stop first)
-        budget = _rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (mark - started) - 1e-3)), world, device)
+        budget = rank0(min(cfg.time_budget, max(1e-3, cfg.stop_after - (mark - started) - 1e-3)), world, device)
         state["time_budget"] = budget
         if rank == 0:  # a slow start shows here, not only as a short schedule (session 22's teachers)
             print(f"the schedule fits the {budget:.0f} s left before the stop; the start took "
@@ -374,7 +347,7 @@ def train(cfg: TrainConfig) -> dict:
     first_epoch = state["epoch"]
     for epoch in range(first_epoch, 0 if cfg.export_only or state["ended"] else cfg.epochs):
         # where the run stands (0 to 1) and how much of it this epoch is, the same on every rank
-        at, share = _progress(cfg.epochs, budget, epoch, state["train_seconds"], state["history"], world, device)
+        at, share = run_progress(cfg.epochs, budget, epoch, state["train_seconds"], state["history"], world, device)
         gen = torch.Generator().manual_seed(cfg.seed * 1000003 + epoch)
         perm = torch.randperm(len(train_ds), generator=gen)
         batches = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)][rank::world]
@@ -426,7 +399,7 @@ def train(cfg: TrainConfig) -> dict:
         state["history"].append(record)
         state["epoch"] = epoch + 1
         # a time-planned run ends when its next epoch would not fit its budget
-        state["ended"] = bool(budget) and _out_of_time(
+        state["ended"] = bool(budget) and out_of_time(
             budget, now - state["train_seconds"], now, state["history"], world, device)
         if rank == 0:
             best = acc > state["best_acc"]
@@ -434,17 +407,17 @@ def train(cfg: TrainConfig) -> dict:
                 state["best_acc"] = acc
                 _save_best(out, model, cfg, state, epoch + 1, acc)
             left = f", {state['train_seconds']:.0f} of {budget:g} s" if budget else \
-                _eta(state["history"], cfg.epochs - epoch - 1)
+                eta(state["history"], cfg.epochs - epoch - 1)
             print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  test accuracy {acc:.4f}  "
                   f"(best {state['best_acc']:.4f}, lr {record['lr']:.3g}, {record['seconds']:.0f} s{left})",
                   file=sys.stderr, flush=True)
         last = epoch + 1 == cfg.epochs or state["ended"]
-        stop = not last and cfg.stop_after is not None and _out_of_time(
+        stop = not last and cfg.stop_after is not None and out_of_time(
             cfg.stop_after, started, now, state["history"], world, device)
         if rank == 0:
             # a best epoch too, so that the checkpoint never lags best.pt (--export-only reads both)
             if best or stop or last or (epoch + 1) % cfg.checkpoint_every == 0:
-                _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                torch_save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                                     "config": cfg.__dict__}, ckpt)
         if stop:
             if rank == 0:
@@ -512,7 +485,7 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
             raise BcnnError(f"{out}: no {needed.name} to export; train first")
         if ckpt.is_file():
             saved = torch.load(ckpt, weights_only=False, map_location="cpu")
-            _check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
+            check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
             state = {**state, **saved["state"]}  # the defaults first: older checkpoints lack some
     elif cfg.resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False, map_location=device)
@@ -522,7 +495,7 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
         if cfg.teacher and saved["state"].get("teacher_sha256") == teacher_digest(cfg.teacher):
             # the run's teacher under another name: a bundled teacher since re-bundled, kept as a file
             defining = tuple(k for k in defining if k != "teacher")
-        _check_same_run(saved.get("config", {}), cfg, defining, ckpt)
+        check_same_run(saved.get("config", {}), cfg, defining, ckpt)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])  # the lr follows from the state: no scheduler state
         state = {**state, **saved["state"]}
@@ -570,70 +543,6 @@ def _attach_teacher(cfg: TrainConfig, model: torch.nn.Module, train_images: np.n
     return teacher
 
 
-def _epoch_gaps(history: list[dict]) -> list[float]:
-    """The times from one epoch's end to the next's, writing included, within one call of a run: the first
-    epoch of a call also waited for the model to compile (up to a minute and a half on a GPU machine), and
-    the gap before it spans the pause between two calls."""
-    timed = [r for r in history if "finished_at" in r]  # not a warm start's epoch 0
-    return [b["finished_at"] - a["finished_at"] for a, b in itertools.pairwise(timed) if not b.get("first_of_call")]
-
-
-def _next_epoch_seconds(history: list[dict]) -> float:
-    """How long the next epoch will take: the last gap between two epochs of one call (after a resumed
-    run's first epoch, that of the call before: its warm-up is not the epochs to come), else the only
-    epoch's own time."""
-    gaps = _epoch_gaps(history)
-    if gaps:
-        return gaps[-1]
-    timed = [r for r in history if "finished_at" in r]
-    return timed[-1]["seconds"] if timed else 0.0
-
-
-# Every broadcast of _rank0, kept for the life of the process: a gloo worker thread that dropped the last
-# reference to one would need the GIL to free its Python-made tensor, and if that happened as the process
-# group is torn down (its destructor joins the workers holding the GIL), the rank would hang forever.
-_BROADCASTS: list = []
-
-
-def _rank0(value: float, world: int, device: torch.device) -> float:
-    """Rank 0's value on every rank: decisions made by the clock must not differ between ranks."""
-    if world == 1:
-        return value
-    t = torch.tensor(value, dtype=torch.float64, device=device)
-    work = torch.distributed.broadcast(t, 0, async_op=True)
-    work.wait()
-    _BROADCASTS.append(work)
-    return float(t.item())
-
-
-def _out_of_time(limit: float, started: float, now: float, history: list[dict], world: int,
-                 device: torch.device) -> bool:
-    """Whether one more epoch, begun at ``now``, would end past ``limit`` seconds after ``started``."""
-    return bool(_rank0(float(now + _next_epoch_seconds(history) > started + limit), world, device))
-
-
-def _progress(epochs: int, budget: float | None, epoch: int, train_seconds: float, history: list[dict], world: int,
-              device: torch.device) -> tuple[float, float]:
-    """Where the run stands at the start of ``epoch`` (0 to 1) and the share of the run that epoch is: by
-    epochs, or, for a run planned over ``budget`` seconds, by the clock and the last epoch's length (none for
-    the first)."""
-    if not budget:
-        return epoch / epochs, 1 / epochs
-    share = _next_epoch_seconds(history) / budget
-    return _rank0(train_seconds / budget, world, device), _rank0(share, world, device)
-
-
-def _eta(history: list[dict], epochs_left: int) -> str:
-    """', about 6.2 h to go' from the median of the last five epochs (one slow epoch does not swing it)."""
-    times = _epoch_gaps(history)[-5:] or [r["seconds"] for r in history[-5:] if "seconds" in r]
-    if not epochs_left or not times:
-        return ""
-    left = float(np.median(times)) * epochs_left
-    if left >= 3600:
-        return f", about {left / 3600:.1f} h to go"
-    return f", about {left / 60:.0f} min to go" if left >= 60 else f", about {left:.0f} s to go"
-
-
 def _distill_scale(cfg: TrainConfig, model: torch.nn.Module, teacher: Logits,
                    calibration: np.ndarray) -> tuple[float, str]:
     """The factor on the model's logits in the KL term (TrainConfig.distill_scale), and where it comes from.
@@ -649,7 +558,7 @@ def _distill_scale(cfg: TrainConfig, model: torch.nn.Module, teacher: Logits,
 
 
 def _save_best(out: Path, model: torch.nn.Module, cfg: TrainConfig, state: dict, epoch: int, acc: float) -> None:
-    _atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "acc": acc, "arch": cfg.arch,
+    torch_save_atomic({"model": model.state_dict(), "epoch": epoch, "acc": acc, "arch": cfg.arch,
                         "model_options": cfg.model_options, "epochs_before": state.get("epochs_before", 0),
                         "init_from": cfg.init_from, "recipe": run_recipe(vars(cfg), state)},
                        out / "best.pt")
@@ -662,108 +571,6 @@ def run_recipe(config: dict, state: dict) -> dict:
     if state.get("distill_scale") is not None:
         recipe["distill_scale"] = state["distill_scale"]
     return recipe
-
-
-def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
-    """A best.pt or checkpoint.pt at about half the size, for ``--init-from``: the latent weights of the
-    binary layers in bfloat16, whose rounding keeps every sign and so every binary weight; batch norm and
-    the quantizers' scales stay float32, since rounding them moves the accuracy (0.4 points on binarynet).
-    The optimizer state is dropped; a float net's weights (``bcnn.floatnet``) stay float32."""
-    saved = torch.load(src, weights_only=False, map_location="cpu")
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise BcnnError(f"{src}: not a best.pt or checkpoint.pt written by bcnn train")
-    saved.pop("optimizer", None)
-    saved.pop("scheduler", None)
-    if saved.get("config", saved).get("arch") in FLOAT_ARCHS:
-        _atomic_torch_save(saved, Path(dst))
-        return
-    saved["model"] = {k: v.bfloat16() if k.endswith(".weight") and v.is_floating_point() and v.dim() >= 2 else v
-                      for k, v in saved["model"].items()}
-    _atomic_torch_save(saved, Path(dst))
-
-
-def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarray, verbose: bool = False) -> int:
-    """Load the weights of ``cfg.init_from`` into ``model``; returns the epochs they were trained for.
-
-    ``init_from``: a run folder (its best.pt), a best.pt or checkpoint.pt, or a compiled net (a ``.bcnn``
-    file or a bundled model's name), whose weights ``bcnn.decompile`` rebuilds with the first
-    ``CALIBRATION_IMAGES`` of ``train_images`` (``verbose``: saying so first, on stderr)."""
-    src = weights_source("--init-from", cfg.init_from)
-    if src.suffix != ".pt":
-        return _warm_start_from_net(model, cfg, src, train_images, verbose)
-    saved = torch.load(src, weights_only=False, map_location="cpu")
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise BcnnError(f"--init-from {src}: not a best.pt or checkpoint.pt written by bcnn train")
-    _check_same_run(saved.get("config", saved), cfg, ("arch", "model_options"), src)
-    try:
-        model.load_state_dict(saved["model"])
-    except RuntimeError as e:  # a best.pt of older versions does not name its arch
-        raise BcnnError(f"--init-from {src}: its weights do not fit --arch {cfg.arch} with these "
-                        f"--options: {str(e).splitlines()[0]}") from None
-    if "state" in saved:  # checkpoint.pt: the epochs of its own run so far
-        return saved["state"].get("epochs_before", 0) + saved["state"]["epoch"]
-    return saved.get("epochs_before", 0) + saved["epoch"]
-
-
-def weights_source(flag: str, src: str) -> Path:
-    """The file that ``--init-from`` or ``--teacher`` names: a run folder's best.pt, a .pt file, or a compiled
-    net (a .bcnn file or a bundled model's name)."""
-    from bcnn import ir
-
-    path = Path(src)
-    path = path / "best.pt" if path.is_dir() else path
-    if path.suffix == ".pt":
-        if not path.is_file():
-            raise BcnnError(f"{flag} {src}: expected a run folder holding best.pt, a .pt file, a .bcnn file or a "
-                            f"bundled model's name")
-        return path
-    try:
-        return ir.resolve(src)
-    except BcnnError as e:
-        raise BcnnError(f"{flag} {e}; or a run folder holding best.pt, or a .pt file") from None
-
-
-def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, train_images: np.ndarray,
-                         verbose: bool) -> int:
-    from bcnn import ir
-    from bcnn.decompile import load_net_weights
-
-    net = ir.load(path)
-    arch, options = net.meta.get("arch", cfg.arch), net.meta.get("model_options", cfg.model_options)
-    if (arch, options) != (cfg.arch, cfg.model_options):
-        raise BcnnError(f"--init-from {cfg.init_from}: a net trained as --arch {arch} --options "
-                        f"'{json.dumps(options)}'; train with those")
-    device = next(model.parameters()).device
-    if verbose:  # minutes for binarynet, before the first word of the warm start's result
-        print(f"rebuilding float weights from {cfg.init_from}'s signs and thresholds (batch norm calibrated on "
-              f"{CALIBRATION_IMAGES:,} training images) ...", file=sys.stderr, flush=True)
-    load_net_weights(model.cpu(), net, train_images[:CALIBRATION_IMAGES])
-    model.to(device)
-    return int(net.meta.get("epochs_trained", 0))
-
-
-def teacher_digest(spec: str) -> str:
-    """The SHA-256 of each of --teacher's files, comma-joined: how a resumed run knows its teacher."""
-    return ",".join(hashlib.sha256(weights_source("--teacher", src).read_bytes()).hexdigest()
-                    for src in teacher_sources(spec))
-
-
-def _check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:
-    """Refuse to continue a checkpoint with other settings: the LR schedule and the shuffles would silently
-    follow the checkpoint's, not the command line's."""
-    flag = {"model_options": "--options", "weight_decay": "weight decay"}
-    # a checkpoint written before a setting existed was trained with its default
-    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-    saved = {**{k: v for k, v in defaults.items() if k in keys}, **saved}
-
-    def shown(value: object) -> str:
-        return "not set" if value is None else repr(value)
-
-    differ = [f"{flag.get(k, '--' + k.replace('_', '-'))} {shown(getattr(cfg, k))} (checkpoint: {shown(saved[k])})"
-              for k in keys if k in saved and saved[k] != getattr(cfg, k)]
-    if differ:
-        raise BcnnError(f"{ckpt} was written by a run with other settings: " + "; ".join(differ) +
-                        ". Use the checkpoint's settings, or a new --out folder for a new run.")
 
 
 def export_best(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds: bdata.Dataset) -> dict:
