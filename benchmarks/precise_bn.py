@@ -5,7 +5,8 @@ training left: how much of a run's last-epoch accuracy the statistics of its las
 
 Training keeps an exponential average of the statistics of its last batches (momentum 0.1, so the last
 ten or so); here every batch norm averages all of the training set's batches equally, as the net sees
-them in training (augmented, batch 100; --plain: not augmented). Both are scored on the test set with
+them in training (augmented, batch 100; --plain: not augmented). cnv's TensorNorm, one scale and shift of
+all its logits, keeps its statistics: it changes no image's class. Both are scored on the test set with
 the torch model in eval mode, which the compiled net matches exactly.
 """
 

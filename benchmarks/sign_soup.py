@@ -36,13 +36,12 @@ def sign_soup(nets: list[ir.Net]) -> ir.Net:
         votes = np.stack([net.layers[i].weights for net in nets]).sum(0, dtype=np.int64)
         layer.weights = votes * 2 > len(nets)
         if layer.thresholds is not None:
-            thresholds = np.stack([net.layers[i].thresholds for net in nets])
-            layer.thresholds = np.round(np.median(thresholds, 0)).astype(np.int64)
+            # an odd count: the median is one of the nets' own integer thresholds
+            layer.thresholds = np.median(np.stack([net.layers[i].thresholds for net in nets]), 0).astype(np.int64)
     soup.output_scale = np.median(np.stack([net.output_scale for net in nets]), 0)
     soup.output_bias = np.median(np.stack([net.output_bias for net in nets]), 0)
-    soup.meta = {**first.meta, "sign_soup_of": len(nets)}
-    for key in ("engine_test_acc", "torch_test_acc", "torch_engine_mismatches"):  # measured on the first alone
-        soup.meta.pop(key, None)
+    measured = ("engine_test_acc", "torch_test_acc", "torch_engine_mismatches")  # the first net's, not the soup's
+    soup.meta = {**{k: v for k, v in first.meta.items() if k not in measured}, "sign_soup_of": len(nets)}
     return soup
 
 
