@@ -418,6 +418,33 @@ def test_warm_start_from_a_compiled_net(data, tmp_path, capsys):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from="cnv", **run))
 
 
+def test_a_compiled_net_is_calibrated_on_augmented_images(data, tmp_path):
+    """The rebuilt net's batch norm holds the statistics of the training images as training augments them
+    (whose batches train mode normalises by), not of the plain images."""
+    from bcnn.checkpoints import CALIBRATION_IMAGES, warm_start
+    from bcnn.models import build_model
+    from bcnn.train import TrainConfig, augment, to_float, train
+
+    run = dict(arch="tiny", data=str(data), batch_size=20, train_limit=40, test_limit=50,
+               model_options=json.loads(OPTIONS), progress=False, seed=3)
+    a = train(TrainConfig(out_dir=str(tmp_path / "a"), epochs=1, **run))
+    images = load(str(data), split="train").images
+    model = build_model("tiny", **json.loads(OPTIONS))
+    warm_start(model, TrainConfig(out_dir=str(tmp_path / "b"), init_from=a["bcnn"], **run), images)
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    seen = []
+    hook = norm.register_forward_pre_hook(lambda _, args: seen.append(args[0].double().mean((0, 2, 3))))
+    model.eval()
+    with torch.no_grad():
+        plain = torch.from_numpy(images[:CALIBRATION_IMAGES])
+        model(to_float(augment(plain, torch.Generator().manual_seed(3))))
+        model(to_float(plain))
+    hook.remove()
+    augmented_mean, plain_mean = seen
+    assert not torch.allclose(augmented_mean, plain_mean, rtol=1e-3)  # the test can tell them apart
+    torch.testing.assert_close(norm.running_mean.double(), augmented_mean, rtol=1e-4, atol=1e-6)
+
+
 def test_freeze_features_trains_the_classifier_only(data, tmp_path):
     """--freeze-features: the convolutions compile back bit for bit to the warm start's (signs and thresholds);
     the fully connected layers learn; without a warm start it is refused."""

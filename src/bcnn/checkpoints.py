@@ -51,8 +51,8 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
     """Load the weights of ``cfg.init_from`` into ``model``; returns the epochs they were trained for.
 
     ``init_from``: a run folder (its best.pt), a best.pt or checkpoint.pt, or a compiled net (a ``.bcnn``
-    file or a bundled model's name), whose weights ``bcnn.decompile`` rebuilds with the first
-    ``CALIBRATION_IMAGES`` of ``train_images`` (``verbose``: saying so first, on stderr)."""
+    file or a bundled model's name), whose weights ``bcnn.decompile`` rebuilds with
+    ``calibration_images`` (``verbose``: saying so first, on stderr)."""
     src = weights_source("--init-from", cfg.init_from)
     if src.suffix != ".pt":
         return _warm_start_from_net(model, cfg, src, train_images, verbose)
@@ -101,10 +101,21 @@ def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, t
     device = next(model.parameters()).device
     if verbose:  # minutes for binarynet, before the first word of the warm start's result
         print(f"rebuilding float weights from {cfg.init_from}'s signs and thresholds (batch norm calibrated on "
-              f"{CALIBRATION_IMAGES:,} training images) ...", file=sys.stderr, flush=True)
-    load_net_weights(model.cpu(), net, train_images[:CALIBRATION_IMAGES])
+              f"{CALIBRATION_IMAGES:,} augmented training images) ...", file=sys.stderr, flush=True)
+    load_net_weights(model.cpu(), net, calibration_images(train_images, cfg.seed))
     model.to(device)
     return int(net.meta.get("epochs_trained", 0))
+
+
+def calibration_images(train_images: np.ndarray, seed: int) -> np.ndarray:
+    """The first ``CALIBRATION_IMAGES`` training images, augmented as training augments them. Train mode
+    normalises by the statistics of augmented batches, as the source run did; calibrated on plain images
+    (whose statistics differ: no zero-padded borders), the rebuilt binarynet started a point and a half
+    below its source in train mode and in the running statistics that training then left (session 27)."""
+    from bcnn.train import augment
+
+    plain = torch.from_numpy(np.ascontiguousarray(train_images[:CALIBRATION_IMAGES]))
+    return np.ascontiguousarray(augment(plain, torch.Generator().manual_seed(seed)).numpy())
 
 
 def check_same_run(saved: dict, cfg: TrainConfig, keys: tuple[str, ...], ckpt: Path) -> None:
