@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--init-from", metavar="RUN|NET", help="warm start: begin with the weights of an earlier run "
                     "(its folder, for its best epoch, or a .pt file of it) or of a compiled net (a .bcnn file or a "
                     "bundled model's name, e.g. binarynet: its signs and thresholds, with latent weights drawn and "
-                    "batch norm calibrated on the training images), with a fresh optimizer and LR schedule; to "
+                    "batch norm calibrated on augmented training images), with a fresh optimizer and LR schedule; to "
                     "train on after a run's schedule has ended")
     sp.add_argument("--freeze-features", action="store_true",
                     help="with --init-from: train the fully connected layers only; the convolutions keep their "
