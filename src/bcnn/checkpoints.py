@@ -110,7 +110,7 @@ def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, t
 def calibration_images(train_images: np.ndarray, seed: int) -> np.ndarray:
     """The first ``CALIBRATION_IMAGES`` training images, augmented as training augments them. Train mode
     normalises by the statistics of augmented batches, as the source run did; calibrated on plain images
-    (whose statistics differ: no zero-padded borders), the rebuilt binarynet started a point and a half
+    (whose statistics differ: no zero-padded borders), the rebuilt binarynet started 1.2-1.6 points
     below its source in train mode and in the running statistics that training then left (session 27)."""
     from bcnn.train import augment
 
