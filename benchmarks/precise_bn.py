@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from bcnn import data as bdata
-from bcnn.models import build_model
+from bcnn.checkpoints import model_from_weights
 from bcnn.train import augment, evaluate, to_float
 
 
@@ -30,10 +31,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    saved = torch.load(args.weights, weights_only=False, map_location="cpu")
-    config = saved.get("config", saved)  # checkpoint.pt keeps the run's config, best.pt its arch and options
-    model = build_model(config["arch"], **(config.get("model_options") or {}))
-    model.load_state_dict(saved["model"])
+    model, _ = model_from_weights(Path(args.weights))
     train, test = bdata.load(args.data, split="train"), bdata.load(args.data, split="test")
     print(f"as trained: {evaluate(model, test.images, test.labels):.4f}")
 

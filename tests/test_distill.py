@@ -3,6 +3,8 @@ integer function, to float rounding as its float checkpoint); an ensemble of tea
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +120,28 @@ def test_compiled_teachers_of_one_architecture_share_one_graph():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     assert all(torch.equal(out, engine_logits(net)(batch)) for out, net in zip(outs, nets, strict=True))
     assert not torch.equal(outs[0], outs[1])
+
+
+def test_a_pt_file_not_written_by_bcnn_train_is_refused_naming_its_option(tmp_path):
+    from bcnn.checkpoints import model_from_weights, shrink_checkpoint, warm_start
+    from bcnn.train import TrainConfig
+
+    student, cpu = build_model("tiny", **EDGES["options"]), torch.device("cpu")
+    torch.save({"weights": student.state_dict()}, tmp_path / "other.pt")
+    torch.save({"model": student.state_dict()}, tmp_path / "bare.pt")  # weights that do not name their arch
+    with pytest.raises(BcnnError, match=r"^--teacher .*other\.pt: not a best\.pt or checkpoint\.pt"):
+        load_teacher(str(tmp_path / "other.pt"), student, cpu)
+    with pytest.raises(BcnnError, match=r"^--teacher .*bare\.pt: names no --arch"):
+        load_teacher(str(tmp_path / "bare.pt"), student, cpu)
+    cfg = TrainConfig(arch="tiny", data="", out_dir="", model_options=EDGES["options"], init_from="")
+    with pytest.raises(BcnnError, match=r"^--init-from .*other\.pt: not a best\.pt"):
+        warm_start(student, replace(cfg, init_from=str(tmp_path / "other.pt")), np.zeros((0, 6, 6, 3), np.uint8))
+    with pytest.raises(BcnnError, match=r"^\S*other\.pt: not a best\.pt"):  # no option named it
+        shrink_checkpoint(tmp_path / "other.pt", tmp_path / "small.pt")
+    # --init-from needs no arch: the run's own --arch builds the model the weights go into
+    assert warm_start(build_model("tiny", **EDGES["options"]),
+                      replace(cfg, init_from=str(tmp_path / "bare.pt")), np.zeros((0, 6, 6, 3), np.uint8)) == 0
+    torch.save({"config": {"arch": "tiny", "model_options": EDGES["options"]}, "model": student.state_dict()},
+               tmp_path / "best.pt")
+    model, arch = model_from_weights(tmp_path / "best.pt")
+    assert arch == "tiny" and all(torch.equal(v, student.state_dict()[k]) for k, v in model.state_dict().items())

@@ -34,9 +34,7 @@ def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
     binary layers in bfloat16, whose rounding keeps every sign and so every binary weight; batch norm and
     the quantizers' scales stay float32, since rounding them moves the accuracy (0.4 points on binarynet).
     The optimizer state is dropped; a float net's weights (``bcnn.floatnet``) stay float32."""
-    saved = torch.load(src, weights_only=False, map_location="cpu")
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise BcnnError(f"{src}: not a best.pt or checkpoint.pt written by bcnn train")
+    saved = read_weights(Path(src))
     saved.pop("optimizer", None)
     saved.pop("scheduler", None)
     if saved.get("config", saved).get("arch") in FLOAT_ARCHS:
@@ -56,9 +54,7 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
     src = weights_source("--init-from", cfg.init_from)
     if src.suffix != ".pt":
         return _warm_start_from_net(model, cfg, src, train_images, verbose)
-    saved = torch.load(src, weights_only=False, map_location="cpu")
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise BcnnError(f"--init-from {src}: not a best.pt or checkpoint.pt written by bcnn train")
+    saved = read_weights(src, "--init-from")
     check_same_run(saved.get("config", saved), cfg, ("arch", "model_options"), src)
     try:
         model.load_state_dict(saved["model"])
@@ -67,7 +63,31 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
                         f"--options: {str(e).splitlines()[0]}") from None
     if "state" in saved:  # checkpoint.pt: the epochs of its own run so far
         return saved["state"].get("epochs_before", 0) + saved["state"]["epoch"]
-    return saved.get("epochs_before", 0) + saved["epoch"]
+    return saved.get("epochs_before", 0) + saved.get("epoch", 0)  # weights saved by hand count none
+
+
+def read_weights(path: Path, flag: str = "") -> dict:
+    """A best.pt or checkpoint.pt written by bcnn train, as saved (on the CPU); ``flag``, the option that
+    named it, begins the error if it is not one."""
+    saved = torch.load(path, weights_only=False, map_location="cpu")
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise BcnnError(f"{f'{flag} ' if flag else ''}{path}: not a best.pt or checkpoint.pt written by bcnn train")
+    return saved
+
+
+def model_from_weights(path: Path, flag: str = "") -> tuple[torch.nn.Module, str]:
+    """The model that a best.pt or checkpoint.pt holds, built as the arch and options it names, and that
+    arch. checkpoint.pt keeps them in its run's config, best.pt beside its weights; a best.pt of versions
+    before session 16 names neither, and is refused."""
+    from bcnn.models import build_model
+
+    saved = read_weights(path, flag)
+    defined = saved.get("config", saved)
+    if "arch" not in defined:
+        raise BcnnError(f"{f'{flag} ' if flag else ''}{path}: names no --arch (written by an older bcnn)")
+    model = build_model(defined["arch"], **(defined.get("model_options") or {}))
+    model.load_state_dict(saved["model"])
+    return model, defined["arch"]
 
 
 def weights_source(flag: str, src: str) -> Path:

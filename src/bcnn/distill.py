@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bcnn.checkpoints import weights_source
+from bcnn.checkpoints import model_from_weights, weights_source
 from bcnn.errors import BcnnError
 from bcnn.floatnet import FLOAT_ARCHS
 from bcnn.ir import Net
@@ -142,7 +142,6 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
     torch on ``device``; a float checkpoint runs as its torch model. Torch runs through ``torch.compile`` if
     ``compiled``."""
     from bcnn import ir
-    from bcnn.models import build_model
 
     def check_fits(height: int, width: int, channels: int, classes: int) -> None:
         if (height, width, channels, classes) != (student.input_size, student.input_size, student.in_channels,
@@ -159,18 +158,13 @@ def load_teacher(src: str, student: torch.nn.Module, device: torch.device, compi
             return float_torch_logits(net, device, compiled), "torch, as its integer function"
         except BcnnError:  # inputs too wide for float32 or a GPU's TF32: the engine computes any net exactly
             return engine_logits(net), "the integer engine"
-    saved = torch.load(path, weights_only=False, map_location="cpu")
-    defined = saved.get("config", saved) if isinstance(saved, dict) else {}
-    if "arch" not in defined or "model" not in saved:
-        raise BcnnError(f"--teacher {src}: not a best.pt or checkpoint.pt that names its --arch")
-    teacher = build_model(defined["arch"], **defined.get("model_options", {}))
-    teacher.load_state_dict(saved["model"])
+    teacher, arch = model_from_weights(path, "--teacher")
     check_fits(teacher.input_size, teacher.input_size, teacher.in_channels, teacher.num_classes)
     teacher = teacher.eval().requires_grad_(False).to(device)
     if channels_last:
         teacher.to(memory_format=torch.channels_last)
     run = model_logits(torch.compile(teacher, dynamic=False) if compiled else teacher, channels_last)
-    if defined["arch"] in FLOAT_ARCHS:  # no thresholds to flip: bf16 costs a float net nothing but rounding
+    if arch in FLOAT_ARCHS:  # no thresholds to flip: bf16 costs a float net nothing but rounding
         return run, "torch, in the training precision"
 
     def in_float32(batch: torch.Tensor) -> torch.Tensor:
