@@ -145,3 +145,7 @@ def test_a_pt_file_not_written_by_bcnn_train_is_refused_naming_its_option(tmp_pa
                tmp_path / "best.pt")
     model, arch = model_from_weights(tmp_path / "best.pt")
     assert arch == "tiny" and all(torch.equal(v, student.state_dict()[k]) for k, v in model.state_dict().items())
+    torch.save({"config": {"arch": "tiny", "model_options": {**EDGES["options"], "num_classes": 3}},
+                "model": student.state_dict()}, tmp_path / "misnamed.pt")
+    with pytest.raises(BcnnError, match=r"^--teacher .*misnamed\.pt: its weights do not fit"):
+        model_from_weights(tmp_path / "misnamed.pt", "--teacher")

@@ -77,16 +77,21 @@ def read_weights(path: Path, flag: str = "") -> dict:
 
 def model_from_weights(path: Path, flag: str = "") -> tuple[torch.nn.Module, str]:
     """The model that a best.pt or checkpoint.pt holds, built as the arch and options it names, and that
-    arch. checkpoint.pt keeps them in its run's config, best.pt beside its weights; a best.pt of versions
-    before session 16 names neither, and is refused."""
+    arch. checkpoint.pt keeps them in its run's config, best.pt beside its weights; weights that name
+    neither are refused."""
     from bcnn.models import build_model
 
     saved = read_weights(path, flag)
     defined = saved.get("config", saved)
     if "arch" not in defined:
-        raise BcnnError(f"{f'{flag} ' if flag else ''}{path}: names no --arch (written by an older bcnn)")
+        raise BcnnError(f"{f'{flag} ' if flag else ''}{path}: names no --arch (weights saved by hand, or by an "
+                        f"older bcnn)")
     model = build_model(defined["arch"], **(defined.get("model_options") or {}))
-    model.load_state_dict(saved["model"])
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as e:
+        raise BcnnError(f"{f'{flag} ' if flag else ''}{path}: its weights do not fit the --arch and --options it "
+                        f"names: {str(e).splitlines()[0]}") from None
     return model, defined["arch"]
 
 
