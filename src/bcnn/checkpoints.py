@@ -71,7 +71,7 @@ def read_weights(path: Path, flag: str = "") -> dict:
     named it, begins the error if it is not one."""
     saved = torch.load(path, weights_only=False, map_location="cpu")
     if not isinstance(saved, dict) or "model" not in saved:
-        raise BcnnError(f"{f'{flag} ' if flag else ''}{path}: not a best.pt or checkpoint.pt written by bcnn train")
+        raise BcnnError(f"{_named(flag, path)}: not a best.pt or checkpoint.pt written by bcnn train")
     return saved
 
 
@@ -84,15 +84,18 @@ def model_from_weights(path: Path, flag: str = "") -> tuple[torch.nn.Module, str
     saved = read_weights(path, flag)
     defined = saved.get("config", saved)
     if "arch" not in defined:
-        raise BcnnError(f"{f'{flag} ' if flag else ''}{path}: names no --arch (weights saved by hand, or by an "
-                        f"older bcnn)")
+        raise BcnnError(f"{_named(flag, path)}: names no --arch (weights saved by hand, or by an older bcnn)")
     model = build_model(defined["arch"], **(defined.get("model_options") or {}))
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as e:
-        raise BcnnError(f"{f'{flag} ' if flag else ''}{path}: its weights do not fit the --arch and --options it "
-                        f"names: {str(e).splitlines()[0]}") from None
+        raise BcnnError(f"{_named(flag, path)}: its weights do not fit the --arch and --options it names: "
+                        f"{str(e).splitlines()[0]}") from None
     return model, defined["arch"]
+
+
+def _named(flag: str, path: Path) -> str:
+    return f"{flag} {path}" if flag else str(path)
 
 
 def weights_source(flag: str, src: str) -> Path:
