@@ -37,7 +37,7 @@ def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
     saved = read_weights(Path(src))
     saved.pop("optimizer", None)
     saved.pop("scheduler", None)
-    if saved.get("config", saved).get("arch") in FLOAT_ARCHS:
+    if run_settings(saved).get("arch") in FLOAT_ARCHS:
         torch_save_atomic(saved, Path(dst))
         return
     saved["model"] = {k: v.bfloat16() if k.endswith(".weight") and v.is_floating_point() and v.dim() >= 2 else v
@@ -55,12 +55,9 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
     if src.suffix != ".pt":
         return _warm_start_from_net(model, cfg, src, train_images, verbose)
     saved = read_weights(src, "--init-from")
-    check_same_run(saved.get("config", saved), cfg, ("arch", "model_options"), src)
-    try:
-        model.load_state_dict(saved["model"])
-    except RuntimeError as e:  # a best.pt of older versions does not name its arch
-        raise BcnnError(f"--init-from {src}: its weights do not fit --arch {cfg.arch} with these "
-                        f"--options: {str(e).splitlines()[0]}") from None
+    check_same_run(run_settings(saved), cfg, ("arch", "model_options"), src)
+    # a best.pt of older versions does not name its arch: only loading tells
+    _load_weights(model, saved, f"--init-from {src}", f"--arch {cfg.arch} with these --options")
     if "state" in saved:  # checkpoint.pt: the epochs of its own run so far
         return saved["state"].get("epochs_before", 0) + saved["state"]["epoch"]
     return saved.get("epochs_before", 0) + saved.get("epoch", 0)  # weights saved by hand count none
@@ -77,21 +74,29 @@ def read_weights(path: Path, flag: str = "") -> dict:
 
 def model_from_weights(path: Path, flag: str = "") -> tuple[torch.nn.Module, str]:
     """The model that a best.pt or checkpoint.pt holds, built as the arch and options it names, and that
-    arch. checkpoint.pt keeps them in its run's config, best.pt beside its weights; weights that name
-    neither are refused."""
+    arch (``run_settings``); weights that name none are refused."""
     from bcnn.models import build_model
 
     saved = read_weights(path, flag)
-    defined = saved.get("config", saved)
+    defined = run_settings(saved)
     if "arch" not in defined:
         raise BcnnError(f"{_named(flag, path)}: names no --arch (weights saved by hand, or by an older bcnn)")
     model = build_model(defined["arch"], **(defined.get("model_options") or {}))
+    _load_weights(model, saved, _named(flag, path), "the --arch and --options it names")
+    return model, defined["arch"]
+
+
+def run_settings(saved: dict) -> dict:
+    """The settings a weights file was trained with: checkpoint.pt keeps its run's config, best.pt its arch
+    and options beside its weights."""
+    return saved.get("config", saved)
+
+
+def _load_weights(model: torch.nn.Module, saved: dict, named: str, settings: str) -> None:
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as e:
-        raise BcnnError(f"{_named(flag, path)}: its weights do not fit the --arch and --options it names: "
-                        f"{str(e).splitlines()[0]}") from None
-    return model, defined["arch"]
+        raise BcnnError(f"{named}: its weights do not fit {settings}: {str(e).splitlines()[0]}") from None
 
 
 def _named(flag: str, path: Path) -> str:
