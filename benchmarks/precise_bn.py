@@ -3,7 +3,8 @@ training left: how much of a run's last-epoch accuracy the statistics of its las
 several weight files of one run, it measures their average (stochastic weight averaging, SWA) the same way.
 
     python benchmarks/precise_bn.py RUN/best.pt --data ~/.cache/bcnn/cifar10-orig [--plain] [--threads 2]
-    python benchmarks/precise_bn.py E1.pt E2.pt ... --data DIR   # their average
+    python benchmarks/precise_bn.py E1.pt E2.pt ... --data DIR [--save OUT/best.pt]   # their average
+    bcnn train --arch ARCH --data DIR --out OUT --export-only   # then: its QONNX, compiled net and check
 
 Training keeps an exponential average of the statistics of its last batches (momentum 0.1, so the last
 ten or so); here every batch norm averages all of the training set's batches equally, as the net sees
@@ -26,8 +27,8 @@ import numpy as np
 import torch
 
 from bcnn import data as bdata
-from bcnn.checkpoints import model_from_weights, read_weights
-from bcnn.train import augment, evaluate, to_float
+from bcnn.checkpoints import model_from_weights, read_weights, run_settings, torch_save_atomic
+from bcnn.train import augment, evaluate, run_recipe, to_float
 
 
 def averaged_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("weights", nargs="+", type=Path, help="best.pt or checkpoint.pt files; several: their average")
     parser.add_argument("--data", required=True, help="the run's training data (and its test split)")
     parser.add_argument("--plain", action="store_true", help="measure on the training images as they are")
+    parser.add_argument("--save", type=Path, help="write the measured weights here as a best.pt, which "
+                        "bcnn train --export-only exports from its folder")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -69,12 +72,30 @@ def main() -> None:
     print(f"{last} as trained: {evaluate(model, test.images, test.labels):.4f}")
     started = time.time()
     measure_batch_norm(model, train.images, args.plain)
-    print(f"{last}, precise BN ({kind} training images, {time.time() - started:.0f} s): "
-          f"{evaluate(model, test.images, test.labels):.4f}")
+    acc = evaluate(model, test.images, test.labels)
+    print(f"{last}, precise BN ({kind} training images, {time.time() - started:.0f} s): {acc:.4f}")
     if len(args.weights) > 1:
         model.load_state_dict(averaged_weights(args.weights))
         measure_batch_norm(model, train.images, args.plain)
-        print(f"the average of {len(args.weights)} files, precise BN: {evaluate(model, test.images, test.labels):.4f}")
+        acc = evaluate(model, test.images, test.labels)
+        print(f"the average of {len(args.weights)} files, precise BN: {acc:.4f}")
+    if args.save:
+        save_as_best(model, args.weights, acc, args.save)
+
+
+def save_as_best(model: torch.nn.Module, paths: list[Path], acc: float, dst: Path) -> None:
+    """The measured weights as bcnn train writes a best.pt: the last file's run, epoch and recipe, with the
+    epochs averaged named in the recipe (and so in the compiled net's metadata)."""
+    saved = [read_weights(p) for p in paths]
+    settings = run_settings(saved[-1])
+    states = [s.get("state", s) for s in saved]  # checkpoint.pt: its run's state; best.pt: its own fields
+    recipe = saved[-1].get("recipe") or run_recipe(settings, states[-1])
+    if len(paths) > 1:
+        recipe = {**recipe, "averaged_epochs": [s["epoch"] for s in states]}
+    torch_save_atomic({"model": model.state_dict(), "epoch": states[-1]["epoch"], "acc": acc,
+                       "arch": settings["arch"], "model_options": settings.get("model_options") or {},
+                       "epochs_before": states[-1].get("epochs_before", 0), "init_from": settings.get("init_from"),
+                       "recipe": recipe}, dst)
 
 
 if __name__ == "__main__":

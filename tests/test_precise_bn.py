@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from bcnn.models import build_model
@@ -48,3 +52,29 @@ def test_precise_bn_holds_the_mean_of_every_batch_not_the_last_few() -> None:
     x = captured[0].transpose(0, 1).flatten(1)  # channels first: (C, everything else)
     assert not model.training
     assert torch.allclose(first.running_mean, x.mean(1), atol=1e-4)
+
+
+def test_an_average_saved_as_best_pt_exports_exactly_and_names_its_epochs(tmp_path: Path) -> None:
+    """Two epochs of one run, averaged and measured, then `bcnn train --export-only` from the saved best.pt."""
+    import shutil
+
+    from bcnn import ir
+    from bcnn.train import TrainConfig, train
+    from test_train import OPTIONS, _dataset
+
+    data = _dataset(tmp_path / "data", per_class=50)
+    run = dict(arch="tiny", data=str(data), model_options=json.loads(OPTIONS), batch_size=20, progress=False,
+               schedule="halve:10")  # a halving schedule lets a run be lengthened by --resume
+    for epoch in (1, 2):
+        train(TrainConfig(out_dir=str(tmp_path / "run"), epochs=epoch, resume=True, export=False, **run))
+        shutil.copy(tmp_path / "run" / "checkpoint.pt", tmp_path / f"e{epoch}.pt")
+    out = tmp_path / "average"
+    proc = subprocess.run([sys.executable, str(Path(precise_bn.__file__)), str(tmp_path / "e1.pt"),
+                           str(tmp_path / "e2.pt"), "--data", str(data), "--save", str(out / "best.pt"),
+                           "--threads", "1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    measured = torch.load(out / "best.pt", weights_only=False)["acc"]
+    assert f"precise BN: {measured:.4f}" in proc.stdout
+    summary = train(TrainConfig(out_dir=str(out), export_only=True, **run))
+    assert summary["torch_engine_mismatches"] == 0 and summary["torch_test_acc"] == pytest.approx(measured)
+    assert ir.load(out / "model.bcnn").meta["recipe"]["averaged_epochs"] == [1, 2]
