@@ -1,4 +1,5 @@
-"""benchmarks/precise_bn.py: weight files averaged tensor by tensor, and batch norm measured over every batch."""
+"""benchmarks/precise_bn.py: weight files averaged tensor by tensor, and batch norm measured over every batch;
+with benchmarks/keep_epochs.py, which keeps a run's epochs to average."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ _spec = importlib.util.spec_from_file_location(
     "precise_bn", Path(__file__).parent.parent / "benchmarks" / "precise_bn.py")
 precise_bn = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(precise_bn)
+_spec = importlib.util.spec_from_file_location(
+    "keep_epochs", Path(__file__).parent.parent / "benchmarks" / "keep_epochs.py")
+keep_epochs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(keep_epochs)
 
 
 def test_an_average_is_each_float_tensor_s_mean_and_the_last_file_s_counts(tmp_path: Path) -> None:
@@ -55,9 +60,7 @@ def test_precise_bn_holds_the_mean_of_every_batch_not_the_last_few() -> None:
 
 
 def test_an_average_saved_as_best_pt_exports_exactly_and_names_its_epochs(tmp_path: Path) -> None:
-    """Two epochs of one run, averaged and measured, then `bcnn train --export-only` from the saved best.pt."""
-    import shutil
-
+    """Two epochs of one run kept, averaged and measured, then `bcnn train --export-only` from the saved best.pt."""
     from bcnn import ir
     from bcnn.train import TrainConfig, train
     from test_train import OPTIONS, _dataset
@@ -67,10 +70,12 @@ def test_an_average_saved_as_best_pt_exports_exactly_and_names_its_epochs(tmp_pa
                schedule="halve:10")  # a halving schedule lets a run be lengthened by --resume
     for epoch in (1, 2):
         train(TrainConfig(out_dir=str(tmp_path / "run"), epochs=epoch, resume=True, export=False, **run))
-        shutil.copy(tmp_path / "run" / "checkpoint.pt", tmp_path / f"e{epoch}.pt")
+        assert keep_epochs.keep(tmp_path / "run", tmp_path) == epoch
+    kept = torch.load(tmp_path / "e002.pt", weights_only=False)
+    assert kept["state"]["epoch"] == 2 and "history" not in kept["state"] and "optimizer" not in kept
     out = tmp_path / "average"
-    proc = subprocess.run([sys.executable, str(Path(precise_bn.__file__)), str(tmp_path / "e1.pt"),
-                           str(tmp_path / "e2.pt"), "--data", str(data), "--save", str(out / "best.pt"),
+    proc = subprocess.run([sys.executable, str(Path(precise_bn.__file__)), str(tmp_path / "e001.pt"),
+                           str(tmp_path / "e002.pt"), "--data", str(data), "--save", str(out / "best.pt"),
                            "--threads", "1"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     measured = torch.load(out / "best.pt", weights_only=False)["acc"]
