@@ -15,14 +15,16 @@ import torch
 
 from bcnn.models import build_model
 
-_spec = importlib.util.spec_from_file_location(
-    "precise_bn", Path(__file__).parent.parent / "benchmarks" / "precise_bn.py")
-precise_bn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(precise_bn)
-_spec = importlib.util.spec_from_file_location(
-    "keep_epochs", Path(__file__).parent.parent / "benchmarks" / "keep_epochs.py")
-keep_epochs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(keep_epochs)
+
+def _script(name: str):
+    """A script of benchmarks/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+precise_bn, keep_epochs = _script("precise_bn"), _script("keep_epochs")
 
 
 def test_an_average_is_each_float_tensor_s_mean_and_the_last_file_s_counts(tmp_path: Path) -> None:
