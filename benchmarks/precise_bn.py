@@ -31,9 +31,10 @@ from bcnn.checkpoints import model_from_weights, read_weights, run_settings, tor
 from bcnn.train import augment, evaluate, run_recipe, to_float
 
 
-def averaged_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
-    """The mean of the files' float tensors; the others (batch counts) as the last file has them."""
-    states = [read_weights(p)["model"] for p in paths]
+def averaged_weights(saved: list[dict]) -> dict[str, torch.Tensor]:
+    """The mean of the weight files' float tensors (``read_weights``); the others (batch counts) as the last
+    file has them."""
+    states = [s["model"] for s in saved]
     return {k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
             for k, v in states[-1].items()}
 
@@ -74,23 +75,23 @@ def main() -> None:
     measure_batch_norm(model, train.images, args.plain)
     acc = evaluate(model, test.images, test.labels)
     print(f"{last}, precise BN ({kind} training images, {time.time() - started:.0f} s): {acc:.4f}")
-    if len(args.weights) > 1:
-        model.load_state_dict(averaged_weights(args.weights))
+    saved = [read_weights(p) for p in args.weights]  # once: binarynet's are 56 MB each
+    if len(saved) > 1:
+        model.load_state_dict(averaged_weights(saved))
         measure_batch_norm(model, train.images, args.plain)
         acc = evaluate(model, test.images, test.labels)
-        print(f"the average of {len(args.weights)} files, precise BN: {acc:.4f}")
+        print(f"the average of {len(saved)} files, precise BN: {acc:.4f}")
     if args.save:
-        save_as_best(model, args.weights, acc, args.save)
+        save_as_best(model, saved, acc, args.save)
 
 
-def save_as_best(model: torch.nn.Module, paths: list[Path], acc: float, dst: Path) -> None:
+def save_as_best(model: torch.nn.Module, saved: list[dict], acc: float, dst: Path) -> None:
     """The measured weights as bcnn train writes a best.pt: the last file's run, epoch and recipe, with the
     epochs averaged named in the recipe (and so in the compiled net's metadata)."""
-    saved = [read_weights(p) for p in paths]
     settings = run_settings(saved[-1])
     states = [s.get("state", s) for s in saved]  # checkpoint.pt: its run's state; best.pt: its own fields
     recipe = saved[-1].get("recipe") or run_recipe(settings, states[-1])
-    if len(paths) > 1:
+    if len(saved) > 1:
         recipe = {**recipe, "averaged_epochs": [s["epoch"] for s in states]}
     torch_save_atomic({"model": model.state_dict(), "epoch": states[-1]["epoch"], "acc": acc,
                        "arch": settings["arch"], "model_options": settings.get("model_options") or {},

@@ -35,7 +35,7 @@ def test_an_average_is_each_float_tensor_s_mean_and_the_last_file_s_counts(tmp_p
             if key.endswith("num_batches_tracked"):
                 state[key] = torch.tensor(10 * (i + 1))
         torch.save({"model": state, "arch": "tiny"}, tmp_path / f"e{i}.pt")
-    average = precise_bn.averaged_weights([tmp_path / f"e{i}.pt" for i in range(3)])
+    average = precise_bn.averaged_weights([precise_bn.read_weights(tmp_path / f"e{i}.pt") for i in range(3)])
     assert average.keys() == states[-1].keys()
     for key, value in average.items():
         if value.is_floating_point():
