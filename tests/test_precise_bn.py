@@ -3,7 +3,6 @@ with benchmarks/keep_epochs.py, which keeps a run's epochs to average."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,17 +13,9 @@ import pytest
 import torch
 
 from bcnn.models import build_model
+from benchmark_scripts import load
 
-
-def _script(name: str):
-    """A script of benchmarks/ as a module."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-precise_bn, keep_epochs = _script("precise_bn"), _script("keep_epochs")
+precise_bn, keep_epochs = load("precise_bn"), load("keep_epochs")
 
 
 def test_an_average_is_each_float_tensor_s_mean_and_the_last_file_s_counts(tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +10,9 @@ import pytest
 from bcnn.engine.fast import run_fast
 from bcnn.errors import BcnnError
 from bcnn.randnet import random_images, random_net
+from benchmark_scripts import load
 
-_spec = importlib.util.spec_from_file_location(
-    "sign_soup", Path(__file__).parent.parent / "benchmarks" / "sign_soup.py")
-sign_soup = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sign_soup)
+sign_soup = load("sign_soup")
 
 
 def test_the_majority_of_a_soup_wins_every_weight_and_threshold() -> None:
