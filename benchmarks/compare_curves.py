@@ -61,7 +61,10 @@ def main() -> None:
     parser.add_argument("--at", type=float, nargs="+", help="shares of the schedule (default: every tenth reached)")
     parser.add_argument("--window", type=float, default=0.05, help="the share each median spans (default 0.05)")
     args = parser.parse_args()
-    (a, a_epochs), (b, b_epochs) = (read_history(run) for run in args.runs)
+    try:
+        (a, a_epochs), (b, b_epochs) = (read_history(run) for run in args.runs)
+    except FileNotFoundError as e:
+        parser.error(f"not a bcnn train --out folder, history.json or checkpoint.pt: {e.filename}")
     if not a or not b:
         parser.error("a run has no finished epoch yet")
     reached = min(progress(a[-1], a_epochs), progress(b[-1], b_epochs))
@@ -70,7 +73,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for share in args.at or default_shares(reached):
         at_a, at_b = median_at(a, a_epochs, share, args.window), median_at(b, b_epochs, share, args.window)
-        cells = [f"{at[0]:.2%} ({at[1]} epochs)" if at else "-" for at in (at_a, at_b)]
+        cells = [f"{at[0]:.2%} ({at[1]} epoch{'s' * (at[1] > 1)})" if at else "-" for at in (at_a, at_b)]
         diff = f"{(at_b[0] - at_a[0]) * 100:+.2f} points" if at_a and at_b else "-"
         print(f"| {share:.0%} | {cells[0]} | {cells[1]} | {diff} |")
     for name, history in zip(names, (a, b), strict=True):

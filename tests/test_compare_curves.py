@@ -39,8 +39,12 @@ def test_a_finished_run_against_one_in_progress(tmp_path: Path) -> None:
     history = _records(40, lambda e: e / 500 + 0.2)[:20]
     torch.save({"model": {}, "config": {"epochs": 40}, "state": {"epoch": 20, "history": history}},
                running / "checkpoint.pt")
-    out = subprocess.run([sys.executable, str(Path(compare_curves.__file__)), str(finished), str(running)],
+    script = str(Path(compare_curves.__file__))
+    out = subprocess.run([sys.executable, script, str(finished), str(running)],
                          capture_output=True, text=True, check=True).stdout
-    assert "| 50% | 5.00% (1 epochs) | 23.90% (2 epochs) | +18.90 points |" in out  # epoch 5; epochs 19, 20
+    assert "| 50% | 5.00% (1 epoch) | 23.90% (2 epochs) | +18.90 points |" in out  # epoch 5; epochs 19, 20
     assert "| 60% |" not in out  # the run in progress has not come that far
+    missing = subprocess.run([sys.executable, script, str(finished), str(tmp_path / "none")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and f"checkpoint.pt: {tmp_path / 'none'}" in missing.stderr
     assert "running: median of the last 20 22.10%, last (epoch 20) 24.00%, best (epoch 20) 24.00%" in out
