@@ -16,7 +16,8 @@ import json
 import statistics
 from pathlib import Path
 
-import torch
+from bcnn.checkpoints import read_weights
+from bcnn.errors import BcnnError
 
 
 def read_history(src: Path) -> tuple[list[dict], int]:
@@ -26,7 +27,7 @@ def read_history(src: Path) -> tuple[list[dict], int]:
     if src.suffix == ".json":
         finished = json.loads(src.read_text())
         return finished["history"], finished["epochs"]
-    saved = torch.load(src, weights_only=False, map_location="cpu")
+    saved = read_weights(src)
     return saved["state"]["history"], saved["config"]["epochs"]
 
 
@@ -65,6 +66,8 @@ def main() -> None:
         (a, a_epochs), (b, b_epochs) = (read_history(run) for run in args.runs)
     except FileNotFoundError as e:
         parser.error(f"not a bcnn train --out folder, history.json or checkpoint.pt: {e.filename}")
+    except BcnnError as e:
+        parser.error(str(e))
     if not a or not b:
         parser.error("a run has no finished epoch yet")
     reached = min(progress(a[-1], a_epochs), progress(b[-1], b_epochs))
