@@ -394,6 +394,11 @@ def test_warm_start_continues_from_an_earlier_run(data, tmp_path):
                           **{**run, "model_options": {**opts, "fc": [8]}}))
     with pytest.raises(BcnnError, match="run folder holding best.pt"):
         train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / "nowhere"), **run))
+    # files torch cannot read at all: text, nothing, a zip that is not torch's
+    for name, content in (("notes.pt", b"hours of training"), ("empty.pt", b""), ("other.pt", b"PK\x03\x04")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(BcnnError, match=f"--init-from {tmp_path / name}: not a best.pt or checkpoint.pt"):
+            train(TrainConfig(out_dir=str(tmp_path / "c"), epochs=1, init_from=str(tmp_path / name), **run))
 
 
 def test_warm_start_from_a_compiled_net(data, tmp_path, capsys):

@@ -5,6 +5,7 @@ compiled net's weights are rebuilt by ``bcnn.decompile``."""
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -66,9 +67,13 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
 def read_weights(path: Path, flag: str = "") -> dict:
     """A best.pt or checkpoint.pt written by bcnn train, as saved (on the CPU); ``flag``, the option that
     named it, begins the error if it is not one."""
-    saved = torch.load(path, weights_only=False, map_location="cpu")
+    not_weights = BcnnError(f"{_named(flag, path)}: not a best.pt or checkpoint.pt written by bcnn train")
+    try:
+        saved = torch.load(path, weights_only=False, map_location="cpu")
+    except (pickle.UnpicklingError, EOFError, RuntimeError):  # not a pickle, empty, not a torch zip
+        raise not_weights from None
     if not isinstance(saved, dict) or "model" not in saved:
-        raise BcnnError(f"{_named(flag, path)}: not a best.pt or checkpoint.pt written by bcnn train")
+        raise not_weights
     return saved
 
 
