@@ -67,13 +67,13 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
 def read_weights(path: Path, flag: str = "") -> dict:
     """A best.pt or checkpoint.pt written by bcnn train, as saved (on the CPU); ``flag``, the option that
     named it, begins the error if it is not one."""
-    not_weights = BcnnError(f"{_named(flag, path)}: not a best.pt or checkpoint.pt written by bcnn train")
+    not_weights = f"{_named(flag, path)}: not a best.pt or checkpoint.pt written by bcnn train"
     try:
         saved = torch.load(path, weights_only=False, map_location="cpu")
-    except (pickle.UnpicklingError, EOFError, RuntimeError):  # not a pickle, empty, not a torch zip
-        raise not_weights from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as e:  # not a pickle, empty, not a whole torch zip
+        raise BcnnError(f"{not_weights} (torch cannot read it: {str(e).splitlines()[0]})") from None
     if not isinstance(saved, dict) or "model" not in saved:
-        raise not_weights
+        raise BcnnError(not_weights)
     return saved
 
 
