@@ -4,7 +4,8 @@ a 200-epoch one where both have come equally far down their learning rates, not 
     python benchmarks/compare_curves.py RUN_A RUN_B [--at 0.25 0.5 ...] [--window 0.05]
 
 A run is a `bcnn train --out` folder (its history.json once finished, else its checkpoint.pt, so a run in
-progress can be read beside it) or either file. At each share S it prints each run's median test accuracy
+progress can be read beside it) or either file; a run carried across machines by snapshots holds its earlier
+links' epochs too (those its snapshots carried). At each share S it prints each run's median test accuracy
 over the epochs whose progress lies in (S - window, S], since single epochs swing by up to ±0.7 points on
 cnv; then each run's median of its last 20 epochs, its last and its best epoch. Markdown, for the docs.
 """

@@ -498,6 +498,15 @@ def test_snapshot_carries_a_run_to_another_machine(data, tmp_path):
     # the schedule goes on where the snapshot left it: each epoch ends at the uninterrupted run's lr
     assert [r["lr"] for r in on["history"][1:]] == [r["lr"] for r in whole["history"][1:]]
     assert on["epochs_trained"] == on["best_epoch"] and on["torch_engine_mismatches"] == 0
+    # a second link, from a snapshot of the first at epoch 2: the run's curve travels in each snapshot
+    train(TrainConfig(out_dir=str(tmp_path / "b2"), init_from=snap["bcnn"], start_epoch=1, stop_after=1e-3, **run))
+    snap2 = train(TrainConfig(out_dir=str(tmp_path / "b2"), export_only=True, snapshot=True, **run))
+    assert [r["epoch"] for r in ir.load(snap2["bcnn"]).meta["history"]] == [1, 2]
+    last = train(TrainConfig(out_dir=str(tmp_path / "b3"), init_from=snap2["bcnn"], start_epoch=2, **run))
+    assert [r["epoch"] for r in last["history"]] == [1, 2, 3]
+    assert last["history"][0] == on["history"][0]  # the first link's measure of the first snapshot
+    # carried epochs keep no timings of the machine they ran on: the next epoch's time is not a gap between two
+    assert all("finished_at" not in r for r in last["history"][:2]) and "finished_at" in last["history"][2]
     for bad, match in ((dict(start_epoch=1), "needs --init-from"),
                        (dict(start_epoch=3, init_from=snap["bcnn"]), "an --epochs above it"),
                        (dict(start_epoch=2, init_from=snap["bcnn"]), "trained for 1 epochs, fewer than")):

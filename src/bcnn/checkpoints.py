@@ -145,6 +145,27 @@ def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, t
     return int(net.meta.get("epochs_trained", 0))
 
 
+# a record's fields that read another machine's clock: a carried epoch is not timed (bcnn.schedule.epoch_gaps)
+CLOCK_FIELDS = ("seconds", "finished_at", "first_of_call")
+
+
+def carried_history(history: list[dict], epoch: int) -> list[dict]:
+    """The records of a run's epochs up to ``epoch`` that its snapshot keeps, so that the run's curve goes on
+    across machines (``benchmarks/compare_curves.py`` reads it whole); without their timings."""
+    return [{k: v for k, v in r.items() if k not in CLOCK_FIELDS} for r in history if r["epoch"] <= epoch]
+
+
+def snapshot_history(init_from: str, start_epoch: int) -> list[dict]:
+    """The epochs before ``start_epoch`` that the snapshot ``init_from`` carries of its run (none for a
+    snapshot of an older bcnn, or for weights that are not a compiled net)."""
+    from bcnn import ir
+
+    src = weights_source("--init-from", init_from)
+    if src.suffix == ".pt":
+        return []
+    return [r for r in ir.load(src).meta.get("history", []) if r["epoch"] < start_epoch]
+
+
 def calibration_images(train_images: np.ndarray, seed: int) -> np.ndarray:
     """The first ``CALIBRATION_IMAGES`` training images, augmented as training augments them. Train mode
     normalises by the statistics of augmented batches, as the source run did; calibrated on plain images

@@ -35,7 +35,15 @@ import torch
 import torch.nn.functional as F
 
 from bcnn import data as bdata
-from bcnn.checkpoints import CALIBRATION_IMAGES, check_same_run, torch_save_atomic, warm_start, weights_source
+from bcnn.checkpoints import (
+    CALIBRATION_IMAGES,
+    carried_history,
+    check_same_run,
+    snapshot_history,
+    torch_save_atomic,
+    warm_start,
+    weights_source,
+)
 from bcnn.distill import (
     Logits,
     distill_loss,
@@ -512,6 +520,8 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
             # the source is this run's first epoch: a warm restart never exports worse weights than it began with
             acc = evaluate(evaluator, test_ds.images, test_ds.labels)
             state["best_acc"] = acc
+            if cfg.start_epoch:  # the snapshot's run so far, then its last epoch as this run measures it
+                state["history"] = snapshot_history(cfg.init_from, cfg.start_epoch)
             state["history"].append({"epoch": cfg.start_epoch, "test_acc": acc})
             if rank == 0:
                 at = f", going on at epoch {cfg.start_epoch} of {cfg.epochs}" if cfg.start_epoch else ""
@@ -589,7 +599,8 @@ def export_snapshot(cfg: TrainConfig, model: torch.nn.Module, out: Path, test_ds
     config, state = saved.get("config", {}), saved["state"]
     scale = state.get("distill_scale")
     latest = {"model": saved["model"], "epoch": state["epoch"], "epochs_before": state.get("epochs_before", 0),
-              "init_from": config.get("init_from"), "recipe": run_recipe(config, state)}
+              "init_from": config.get("init_from"), "recipe": run_recipe(config, state),
+              "history": carried_history(state["history"], state["epoch"])}
     done = _export(cfg, model, latest, out, "snapshot", test_ds)
     print(f"another machine goes on with the same flags plus --init-from snapshot.bcnn --start-epoch "
           f"{state['epoch']}{'' if scale is None else f' --distill-scale {scale:.9g}'} (a new --out)",
@@ -628,6 +639,8 @@ def _export(cfg: TrainConfig, model: torch.nn.Module, best: dict, out: Path, nam
                      "model_options": cfg.model_options, **({"recipe": recipe} if recipe else {}), **check})
     if best.get("init_from"):
         net.meta["warm_start"] = {"init_from": best["init_from"], "epochs_before": before}
+    if "history" in best:  # a snapshot: the run's curve so far travels with it
+        net.meta["history"] = best["history"]
     ir.save(net, out / f"{name}.bcnn")
     print(f"exported epoch {best['epoch']}: engine accuracy {check['engine_test_acc']:.4f} on {len(test_ds)} "
           f"test images, torch vs engine mismatches {check['torch_engine_mismatches']}", file=sys.stderr, flush=True)
