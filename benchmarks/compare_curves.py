@@ -3,11 +3,12 @@ a 200-epoch one where both have come equally far down their learning rates, not 
 
     python benchmarks/compare_curves.py RUN_A RUN_B [--at 0.25 0.5 ...] [--window 0.05]
 
-A run is a `bcnn train --out` folder (its history.json once finished, else its checkpoint.pt, so a run in
-progress can be read beside it) or either file; a run carried across machines by snapshots holds its earlier
-links' epochs too (those its snapshots carried). At each share S it prints each run's median test accuracy
-over the epochs whose progress lies in (S - window, S], since single epochs swing by up to ±0.7 points on
-cnv; then each run's median of its last 20 epochs, its last and its best epoch. Markdown, for the docs.
+A run is a `bcnn train --out` folder (its history.json once finished, else its checkpoint.pt, so a run in progress,
+or stopped by --stop-after and resumed, can be read beside it) or either file; a run carried across machines by
+snapshots holds its earlier links' epochs too (those its snapshots carried). At each share S it prints each run's
+median test accuracy over the epochs whose progress lies in (S - window, S], since single epochs swing by up to
+±0.7 points on cnv; then each run's median of its last 20 epochs, its last and its best epoch. Markdown, for the
+docs.
 """
 
 from __future__ import annotations
@@ -24,12 +25,21 @@ from bcnn.errors import BcnnError
 def read_history(src: Path) -> tuple[list[dict], int]:
     """A run's per-epoch records (epoch, test_acc, progress) and the epochs its schedule spans."""
     if src.is_dir():
-        src = src / "history.json" if (src / "history.json").exists() else src / "checkpoint.pt"
+        src = src / "checkpoint.pt" if resumable(src) else src / "history.json"
     if src.suffix == ".json":
         finished = json.loads(src.read_text())
         return finished["history"], finished["epochs"]
     saved = read_weights(src)
     return saved["state"]["history"], saved["config"]["epochs"]
+
+
+def resumable(run: Path) -> bool:
+    """Whether a run folder's checkpoint is the one to read: no history.json yet, or one that a --stop-after
+    wrote, which goes stale as soon as the run is resumed (the checkpoint then runs ahead of it)."""
+    summary = run / "history.json"
+    if not summary.exists():
+        return True
+    return json.loads(summary.read_text()).get("stopped_early", False) and (run / "checkpoint.pt").exists()
 
 
 def progress(record: dict, epochs: int) -> float:

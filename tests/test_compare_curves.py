@@ -48,3 +48,16 @@ def test_a_finished_run_against_one_in_progress(tmp_path: Path) -> None:
                              capture_output=True, text=True)
     assert missing.returncode == 2 and f"checkpoint.pt: {tmp_path / 'none'}" in missing.stderr
     assert "running: median of the last 20 22.10%, last (epoch 20) 24.00%, best (epoch 20) 24.00%" in out
+
+
+def test_a_run_resumed_after_stop_after_is_read_from_its_checkpoint(tmp_path: Path) -> None:
+    # --stop-after wrote history.json at epoch 10; the resumed run's checkpoint has gone on to 20
+    run = tmp_path / "run"
+    run.mkdir()
+    history = _records(40, lambda e: e / 1000)
+    (run / "history.json").write_text(json.dumps({"epochs": 10, "stopped_early": True, "history": history[:10]}))
+    torch.save({"model": {}, "config": {"epochs": 40}, "state": {"epoch": 20, "history": history[:20]}},
+               run / "checkpoint.pt")
+    assert compare_curves.read_history(run) == (history[:20], 40)
+    (run / "history.json").write_text(json.dumps({"epochs": 40, "stopped_early": False, "history": history}))
+    assert compare_curves.read_history(run) == (history, 40)  # finished: its summary, the checkpoint aside
