@@ -7,8 +7,8 @@ A run is a `bcnn train --out` folder (its history.json once finished, else its c
 or stopped by --stop-after and resumed, can be read beside it) or either file; a run carried across machines by
 snapshots holds its earlier links' epochs too (those its snapshots carried). At each share S it prints each run's
 median test accuracy over the epochs whose progress lies in (S - window, S], since single epochs swing by up to
-±0.7 points on cnv; then each run's median of its last 20 epochs, its last and its best epoch. Markdown, for the
-docs.
+±0.7 points on cnv; then each run's median of its last 20 epochs, its last and its best epoch.
+Markdown, for the docs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bcnn.errors import BcnnError
 def read_history(src: Path) -> tuple[list[dict], int]:
     """A run's per-epoch records (epoch, test_acc, progress) and the epochs its schedule spans."""
     if src.is_dir():
-        src = src / "checkpoint.pt" if resumable(src) else src / "history.json"
+        src = src / "checkpoint.pt" if checkpoint_is_current(src) else src / "history.json"
     if src.suffix == ".json":
         finished = json.loads(src.read_text())
         return finished["history"], finished["epochs"]
@@ -33,7 +33,7 @@ def read_history(src: Path) -> tuple[list[dict], int]:
     return saved["state"]["history"], saved["config"]["epochs"]
 
 
-def resumable(run: Path) -> bool:
+def checkpoint_is_current(run: Path) -> bool:
     """Whether a run folder's checkpoint is the one to read: no history.json yet, or one that a --stop-after
     wrote, which goes stale as soon as the run is resumed (the checkpoint then runs ahead of it)."""
     summary = run / "history.json"
