@@ -28,7 +28,7 @@ def read_history(src: Path) -> tuple[list[dict], int]:
         src = src / "checkpoint.pt" if checkpoint_is_current(src) else src / "history.json"
     if src.suffix == ".json":
         finished = json.loads(src.read_text())
-        return finished["history"], finished["epochs"]
+        return finished["history"], finished.get("schedule_epochs", finished["epochs"])  # older: none kept
     saved = read_weights(src)
     return saved["state"]["history"], saved["config"]["epochs"]
 

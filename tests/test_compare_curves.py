@@ -59,5 +59,9 @@ def test_a_run_resumed_after_stop_after_is_read_from_its_checkpoint(tmp_path: Pa
     torch.save({"model": {}, "config": {"epochs": 40}, "state": {"epoch": 20, "history": history[:20]}},
                run / "checkpoint.pt")
     assert compare_curves.read_history(run) == (history[:20], 40)
+    assert compare_curves.read_history(run / "history.json") == (history[:10], 10)  # older: no schedule kept
+    (run / "history.json").write_text(json.dumps({"epochs": 10, "schedule_epochs": 40, "stopped_early": True,
+                                                  "history": history[:10]}))
+    assert compare_curves.read_history(run / "history.json") == (history[:10], 40)
     (run / "history.json").write_text(json.dumps({"epochs": 40, "stopped_early": False, "history": history}))
     assert compare_curves.read_history(run) == (history, 40)  # finished: its summary, the checkpoint aside

@@ -185,6 +185,7 @@ def test_stop_after_stops_cleanly_and_resume_matches_uninterrupted(data, tmp_pat
     straight = train(TrainConfig(out_dir=str(tmp_path / "straight"), **run))
     stopped = train(TrainConfig(out_dir=str(tmp_path / "stopped"), stop_after=1e-3, **run))
     assert stopped["stopped_early"] and stopped["epochs"] == 1 and not straight["stopped_early"]
+    assert stopped["schedule_epochs"] == 3  # what compare_curves.py reads of a stopped run's history.json
     resumed = train(TrainConfig(out_dir=str(tmp_path / "stopped"), resume=True, stop_after=3600, **run))
     assert resumed["epochs"] == 3 and not resumed["stopped_early"]
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("straight", "stopped"))

@@ -438,7 +438,8 @@ def train(cfg: TrainConfig) -> dict:
             break
 
     summary = {"arch": cfg.arch, "lr": cfg.lr, "schedule": cfg.schedule, "loss": cfg.loss,
-               "epochs": state["epoch"], "best_acc": state["best_acc"],
+               # epochs done, and the schedule's length (they differ after a --stop-after)
+               "epochs": state["epoch"], "schedule_epochs": cfg.epochs, "best_acc": state["best_acc"],
                "stopped_early": not (cfg.export_only or state["ended"]) and state["epoch"] < cfg.epochs,
                "history": state["history"], "out_dir": str(out)}
     if rank == 0 and cfg.snapshot:
