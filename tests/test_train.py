@@ -250,7 +250,11 @@ def test_next_epoch_estimate_skips_a_calls_warm_up():
     history.append({"epoch": 4, "seconds": 88.0, "finished_at": 5000.0, "first_of_call": True})  # a resume
     assert next_epoch_seconds(history) == 2.0 and eta(history, 20) == ", about 40 s to go"
     history.append({"epoch": 5, "seconds": 2.0, "finished_at": 5002.5})
-    assert next_epoch_seconds(history) == 2.5
+    assert next_epoch_seconds(history) == 2.0  # the median of 2, 2 and 2.5
+    history.append({"epoch": 6, "seconds": 600.0, "finished_at": 5602.5})  # paused by SIGSTOP for 10 min
+    assert next_epoch_seconds(history) == 2.5  # not a reason to stop 10 min early
+    history += [{"epoch": e, "seconds": 3.0, "finished_at": 5602.5 + 3.0 * (e - 6)} for e in (7, 8)]
+    assert next_epoch_seconds(history) == 3.0  # slower epochs for good: followed after two of them
 
 
 def test_glorot_lr_scale_is_binarynets_per_layer_rate(data, tmp_path):

@@ -52,12 +52,13 @@ def epoch_gaps(history: list[dict]) -> list[float]:
 
 
 def next_epoch_seconds(history: list[dict]) -> float:
-    """How long the next epoch will take: the last gap between two epochs of one call (after a resumed
-    run's first epoch, that of the call before: its warm-up is not the epochs to come), else the only
-    epoch's own time."""
+    """How long the next epoch will take: the median of the last three gaps between two epochs of one call
+    (after a resumed run's first epoch, those of the call before: its warm-up is not the epochs to come),
+    else the only epoch's own time. A median, since one gap may span a pause (a SIGSTOP'd process), which
+    would otherwise stop a --stop-after run, or end a time-planned one, that long before it need."""
     gaps = epoch_gaps(history)
     if gaps:
-        return gaps[-1]
+        return float(np.median(gaps[-3:]))
     timed = [r for r in history if "finished_at" in r]
     return timed[-1]["seconds"] if timed else 0.0
 
@@ -88,7 +89,7 @@ def out_of_time(limit: float, started: float, now: float, history: list[dict], w
 def run_progress(epochs: int, budget: float | None, epoch: int, train_seconds: float, history: list[dict],
                  world: int, device: torch.device) -> tuple[float, float]:
     """Where the run stands at the start of ``epoch`` (0 to 1) and the share of the run that epoch is: by
-    epochs, or, for a run planned over ``budget`` seconds, by the clock and the last epoch's length (none for
+    epochs, or, for a run planned over ``budget`` seconds, by the clock and next_epoch_seconds (none for
     the first)."""
     if not budget:
         return epoch / epochs, 1 / epochs
