@@ -25,21 +25,25 @@ from bcnn.errors import BcnnError
 def read_history(src: Path) -> tuple[list[dict], int]:
     """A run's per-epoch records (epoch, test_acc, progress) and the epochs its schedule spans."""
     if src.is_dir():
-        src = src / "checkpoint.pt" if checkpoint_is_current(src) else src / "history.json"
-    if src.suffix == ".json":
-        finished = json.loads(src.read_text())
+        finished = current_summary(src)
+        src = src / "checkpoint.pt"
+    else:
+        finished = json.loads(src.read_text()) if src.suffix == ".json" else None
+    if finished is not None:
         return finished["history"], finished.get("schedule_epochs", finished["epochs"])  # older: none kept
     saved = read_weights(src)
     return saved["state"]["history"], saved["config"]["epochs"]
 
 
-def checkpoint_is_current(run: Path) -> bool:
-    """Whether a run folder's checkpoint is the one to read: no history.json yet, or one that a --stop-after
-    wrote, which goes stale as soon as the run is resumed (the checkpoint then runs ahead of it)."""
-    summary = run / "history.json"
-    if not summary.exists():
-        return True
-    return json.loads(summary.read_text()).get("stopped_early", False) and (run / "checkpoint.pt").exists()
+def current_summary(run: Path) -> dict | None:
+    """A run folder's history.json, or None where its checkpoint is the one to read: no history.json yet, or
+    one that a --stop-after wrote, which goes stale as soon as the run is resumed (the checkpoint then runs
+    ahead of it)."""
+    path = run / "history.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return None if summary.get("stopped_early") and (run / "checkpoint.pt").exists() else summary
 
 
 def progress(record: dict, epochs: int) -> float:
