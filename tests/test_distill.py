@@ -140,7 +140,7 @@ def test_a_pt_file_not_written_by_bcnn_train_is_refused_naming_its_option(tmp_pa
         shrink_checkpoint(tmp_path / "other.pt", tmp_path / "small.pt")
     # --init-from needs no arch: the run's own --arch builds the model the weights go into
     assert warm_start(build_model("tiny", **EDGES["options"]),
-                      replace(cfg, init_from=str(tmp_path / "bare.pt")), np.zeros((0, 6, 6, 3), np.uint8)) == 0
+                      replace(cfg, init_from=str(tmp_path / "bare.pt")), np.zeros((0, 6, 6, 3), np.uint8)) == (0, [])
     torch.save({"config": {"arch": "tiny", "model_options": EDGES["options"]}, "model": student.state_dict()},
                tmp_path / "best.pt")
     model, arch = model_from_weights(tmp_path / "best.pt")

@@ -9,7 +9,7 @@ import pickle
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -46,8 +46,16 @@ def shrink_checkpoint(src: str | Path, dst: str | Path) -> None:
     torch_save_atomic(saved, Path(dst))
 
 
-def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarray, verbose: bool = False) -> int:
-    """Load the weights of ``cfg.init_from`` into ``model``; returns the epochs they were trained for.
+class WarmStart(NamedTuple):
+    """What a warm start's source carries over besides its weights."""
+
+    epochs: int  # the epochs its weights were trained for
+    history: list[dict]  # its run's epoch records before ``start_epoch`` (a snapshot's; none from a .pt)
+
+
+def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarray,
+               verbose: bool = False) -> WarmStart:
+    """Load the weights of ``cfg.init_from`` into ``model``, reading the source once.
 
     ``init_from``: a run folder (its best.pt), a best.pt or checkpoint.pt, or a compiled net (a ``.bcnn``
     file or a bundled model's name), whose weights ``bcnn.decompile`` rebuilds with
@@ -60,8 +68,8 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
     # a best.pt of older versions does not name its arch: only loading tells
     _load_weights(model, saved, f"--init-from {src}", f"--arch {cfg.arch} with these --options")
     if "state" in saved:  # checkpoint.pt: the epochs of its own run so far
-        return saved["state"].get("epochs_before", 0) + saved["state"]["epoch"]
-    return saved.get("epochs_before", 0) + saved.get("epoch", 0)  # weights saved by hand count none
+        return WarmStart(saved["state"].get("epochs_before", 0) + saved["state"]["epoch"], [])
+    return WarmStart(saved.get("epochs_before", 0) + saved.get("epoch", 0), [])  # saved by hand: none
 
 
 def read_weights(path: Path, flag: str = "") -> dict:
@@ -127,7 +135,7 @@ def weights_source(flag: str, src: str) -> Path:
 
 
 def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, train_images: np.ndarray,
-                         verbose: bool) -> int:
+                         verbose: bool) -> WarmStart:
     from bcnn import ir
     from bcnn.decompile import load_net_weights
 
@@ -142,7 +150,9 @@ def _warm_start_from_net(model: torch.nn.Module, cfg: TrainConfig, path: Path, t
               f"{CALIBRATION_IMAGES:,} augmented training images) ...", file=sys.stderr, flush=True)
     load_net_weights(model.cpu(), net, calibration_images(train_images, cfg.seed))
     model.to(device)
-    return int(net.meta.get("epochs_trained", 0))
+    # a snapshot of an older bcnn carries no history
+    history = [r for r in net.meta.get("history", []) if r["epoch"] < cfg.start_epoch]
+    return WarmStart(int(net.meta.get("epochs_trained", 0)), history)
 
 
 # a record's fields that read another machine's clock: a carried epoch is not timed (bcnn.schedule.epoch_gaps)
@@ -153,17 +163,6 @@ def carried_history(history: list[dict], epoch: int) -> list[dict]:
     """The records of a run's epochs up to ``epoch`` that its snapshot keeps, so that the run's curve goes on
     across machines (``benchmarks/compare_curves.py`` reads it whole); without their timings."""
     return [{k: v for k, v in r.items() if k not in CLOCK_FIELDS} for r in history if r["epoch"] <= epoch]
-
-
-def snapshot_history(init_from: str, start_epoch: int) -> list[dict]:
-    """The epochs before ``start_epoch`` that the snapshot ``init_from`` carries of its run (none for a
-    snapshot of an older bcnn, or for weights that are not a compiled net)."""
-    from bcnn import ir
-
-    src = weights_source("--init-from", init_from)
-    if src.suffix == ".pt":
-        return []
-    return [r for r in ir.load(src).meta.get("history", []) if r["epoch"] < start_epoch]
 
 
 def calibration_images(train_images: np.ndarray, seed: int) -> np.ndarray:

@@ -39,7 +39,6 @@ from bcnn.checkpoints import (
     CALIBRATION_IMAGES,
     carried_history,
     check_same_run,
-    snapshot_history,
     torch_save_atomic,
     warm_start,
     weights_source,
@@ -512,7 +511,7 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
         if cfg.resume and rank == 0:
             print(f"no checkpoint in {out}; starting from {cfg.init_from or 'scratch'}", file=sys.stderr)
         if cfg.init_from:
-            trained = warm_start(model, cfg, train_ds.images, verbose=rank == 0)
+            trained, carried = warm_start(model, cfg, train_ds.images, verbose=rank == 0)
             if trained < cfg.start_epoch:
                 raise BcnnError(f"--init-from {cfg.init_from} was trained for {trained} epochs, fewer than "
                                 f"--start-epoch {cfg.start_epoch}")
@@ -522,7 +521,7 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
             acc = evaluate(evaluator, test_ds.images, test_ds.labels)
             state["best_acc"] = acc
             if cfg.start_epoch:  # the snapshot's run so far, then its last epoch as this run measures it
-                state["history"] = snapshot_history(cfg.init_from, cfg.start_epoch)
+                state["history"] = carried
             state["history"].append({"epoch": cfg.start_epoch, "test_acc": acc})
             if rank == 0:
                 at = f", going on at epoch {cfg.start_epoch} of {cfg.epochs}" if cfg.start_epoch else ""
