@@ -520,9 +520,8 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
             # the source is this run's first epoch: a warm restart never exports worse weights than it began with
             acc = evaluate(evaluator, test_ds.images, test_ds.labels)
             state["best_acc"] = acc
-            if cfg.start_epoch:  # the snapshot's run so far, then its last epoch as this run measures it
-                state["history"] = carried
-            state["history"].append({"epoch": cfg.start_epoch, "test_acc": acc})
+            # the snapshot's run so far (with --start-epoch), then its last epoch as this run measures it
+            state["history"] = [*carried, {"epoch": cfg.start_epoch, "test_acc": acc}]
             if rank == 0:
                 at = f", going on at epoch {cfg.start_epoch} of {cfg.epochs}" if cfg.start_epoch else ""
                 print(f"warm start from {cfg.init_from} ({trained} epochs{at}): test accuracy {acc:.4f}",
