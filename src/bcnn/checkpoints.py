@@ -67,9 +67,9 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, train_images: np.ndarra
     check_same_run(run_settings(saved), cfg, ("arch", "model_options"), src)
     # a best.pt of older versions does not name its arch: only loading tells
     _load_weights(model, saved, f"--init-from {src}", f"--arch {cfg.arch} with these --options")
-    if "state" in saved:  # checkpoint.pt: the epochs of its own run so far
-        return WarmStart(saved["state"].get("epochs_before", 0) + saved["state"]["epoch"], [])
-    return WarmStart(saved.get("epochs_before", 0) + saved.get("epoch", 0), [])  # saved by hand: none
+    # a checkpoint.pt counts its run's epochs in its state, a best.pt at its top; weights saved by hand, none
+    counts = saved.get("state", saved)
+    return WarmStart(counts.get("epochs_before", 0) + counts.get("epoch", 0), [])
 
 
 def read_weights(path: Path, flag: str = "") -> dict:
