@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -335,9 +336,10 @@ def train(cfg: TrainConfig) -> dict:
     # are gathered there, with no host-to-device copy per step
     images = torch.from_numpy(train_ds.images).to(device)
     labels = torch.from_numpy(train_ds.labels).to(device)
-    latent = latent_weights(model)
     teacher = None if cfg.export_only else \
         _attach_teacher(cfg, model, train_ds.images, device, compiled, state, rank)
+    steps = _Steps(cfg, schedule, steps_per_epoch, forward, opt, scales, latent_weights(model), images, labels,
+                   teacher, state.get("distill_scale"))
     if warm_acc is not None and rank == 0:  # after the teacher: best.pt's recipe names the KL term's scale
         _save_best(out, model, cfg, state, cfg.start_epoch, warm_acc)
     budget = state.get("time_budget", cfg.time_budget)  # a budget fitted to the stop is the run's from then on
@@ -361,36 +363,10 @@ def train(cfg: TrainConfig) -> dict:
         ddp.train()
         if cfg.freeze_features:  # batch norm keeps the warm start's statistics: the convolutions' bits stay
             model.features.eval()
-        t0, seen = time.time(), 0
-        # summed on the device: reading the loss every step would make a GPU wait for the host each batch
-        loss_sum = torch.zeros((), device=device)
         bar = _bar(len(batches), f"epoch {epoch + 1}" + ("" if budget else f"/{cfg.epochs}"),
                    cfg.progress and rank == 0)
-        for step, idx in enumerate(batches):
-            factor = lr_factor(schedule, at + share * step / steps_per_epoch, epoch * steps_per_epoch + step,
-                               steps_per_epoch)
-            for group, scale in zip(opt.param_groups, scales, strict=True):
-                group["lr"] = cfg.lr * scale * factor
-            idx = idx.to(device)
-            seen_images = augment(images[idx], gen)
-            x = to_float(seen_images)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.precision):
-                logits = forward(x)
-                loss = batch_loss(cfg, logits, labels[idx], teacher, seen_images, state.get("distill_scale"))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            clip_latent_weights(latent)
-            seen += len(idx)
-            loss_sum += loss.detach().float() * len(idx)
-            if bar is not None:
-                bar.update(1)
-                if step % 10 == 0:
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", img_s=f"{seen / (time.time() - t0):.0f}")
-        if bar is not None:
-            bar.close()
+        t0 = time.time()
+        mean_loss = steps.epoch(epoch, batches, gen, at, share, bar)
         acc = evaluate(evaluator, test_ds.images, test_ds.labels)
         # finished_at: the gap between two epochs' finished_at also counts the writing of best.pt and checkpoint.pt
         now = time.time()
@@ -398,7 +374,7 @@ def train(cfg: TrainConfig) -> dict:
         mark = now
         # the lr the next epoch starts at, so that a log shows where a schedule stands
         done = state["train_seconds"] / budget if budget else (epoch + 1) / cfg.epochs
-        record = {"epoch": epoch + 1, "loss": loss_sum.item() / max(1, seen), "test_acc": acc,
+        record = {"epoch": epoch + 1, "loss": mean_loss, "test_acc": acc,
                   "seconds": now - t0, "finished_at": now, "progress": min(done, 1.0),
                   "lr": cfg.lr * lr_factor(schedule, done, (epoch + 1) * steps_per_epoch, steps_per_epoch)}
         if epoch == first_epoch:  # its time includes this process's compile: not a measure of the epochs to come
@@ -454,6 +430,58 @@ def train(cfg: TrainConfig) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+@dataclass
+class _Steps:
+    """What every training step of a run uses; ``epoch`` takes one epoch's steps."""
+
+    cfg: TrainConfig
+    schedule: tuple[str, int]  # parse_schedule(cfg.schedule)
+    steps_per_epoch: int
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the training forward: compiled, DDP-wrapped or the model
+    opt: torch.optim.Optimizer
+    scales: list[float]  # each param group's factor on cfg.lr
+    latent: list[torch.Tensor]  # clipped to [-1, 1] after every step
+    images: torch.Tensor  # the whole training set on the device, uint8 NHWC
+    labels: torch.Tensor
+    teacher: Logits | None
+    distill_scale: float | None
+
+    def epoch(self, epoch: int, batches: list[torch.Tensor], gen: torch.Generator, at: float, share: float,
+              bar) -> float:
+        """Epoch ``epoch``'s steps over ``batches``, in order; ``gen`` draws the augmentation. The run stands at
+        ``at`` (0 to 1) when the epoch starts, and the epoch is ``share`` of it. Returns the mean loss over the
+        epoch's images."""
+        cfg, t0, seen = self.cfg, time.time(), 0
+        # summed on the device: reading the loss every step would make a GPU wait for the host each batch
+        loss_sum = torch.zeros((), device=self.images.device)
+        for step, idx in enumerate(batches):
+            factor = lr_factor(self.schedule, at + share * step / self.steps_per_epoch,
+                               epoch * self.steps_per_epoch + step, self.steps_per_epoch)
+            for group, scale in zip(self.opt.param_groups, self.scales, strict=True):
+                group["lr"] = cfg.lr * scale * factor
+            idx = idx.to(self.images.device)
+            seen_images = augment(self.images[idx], gen)
+            x = to_float(seen_images)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.images.device, cfg.precision):
+                logits = self.forward(x)
+                loss = batch_loss(cfg, logits, self.labels[idx], self.teacher, seen_images, self.distill_scale)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            clip_latent_weights(self.latent)
+            seen += len(idx)
+            loss_sum += loss.detach().float() * len(idx)
+            if bar is not None:
+                bar.update(1)
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", img_s=f"{seen / (time.time() - t0):.0f}")
+        if bar is not None:
+            bar.close()
+        return loss_sum.item() / max(1, seen)
 
 
 def make_optimizer(cfg: TrainConfig, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
