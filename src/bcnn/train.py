@@ -363,10 +363,9 @@ def train(cfg: TrainConfig) -> dict:
         ddp.train()
         if cfg.freeze_features:  # batch norm keeps the warm start's statistics: the convolutions' bits stay
             model.features.eval()
-        bar = _bar(len(batches), f"epoch {epoch + 1}" + ("" if budget else f"/{cfg.epochs}"),
-                   cfg.progress and rank == 0)
+        label = f"epoch {epoch + 1}" + ("" if budget else f"/{cfg.epochs}") if cfg.progress and rank == 0 else None
         t0 = time.time()
-        mean_loss = steps.epoch(epoch, batches, gen, at, share, bar)
+        mean_loss = steps.epoch(epoch, batches, gen, at, share, label)
         acc = evaluate(evaluator, test_ds.images, test_ds.labels)
         # finished_at: the gap between two epochs' finished_at also counts the writing of best.pt and checkpoint.pt
         now = time.time()
@@ -449,11 +448,12 @@ class _Steps:
     distill_scale: float | None
 
     def epoch(self, epoch: int, batches: list[torch.Tensor], gen: torch.Generator, at: float, share: float,
-              bar) -> float:
+              label: str | None) -> float:
         """Epoch ``epoch``'s steps over ``batches``, in order; ``gen`` draws the augmentation. The run stands at
-        ``at`` (0 to 1) when the epoch starts, and the epoch is ``share`` of it. Returns the mean loss over the
-        epoch's images."""
+        ``at`` (0 to 1) when the epoch starts, and the epoch is ``share`` of it. ``label`` names the progress
+        bar (None: no bar). Returns the mean loss over the epoch's images."""
         cfg, t0, seen = self.cfg, time.time(), 0
+        bar = _bar(len(batches), label)
         # summed on the device: reading the loss every step would make a GPU wait for the host each batch
         loss_sum = torch.zeros((), device=self.images.device)
         for step, idx in enumerate(batches):
@@ -677,8 +677,9 @@ def _export(cfg: TrainConfig, model: torch.nn.Module, best: dict, out: Path, nam
             **{k: recipe[k] for k in ("lr", "schedule", "loss") if k in recipe}, **check}
 
 
-def _bar(total: int, desc: str, enabled: bool):
-    if not enabled:
+def _bar(total: int, desc: str | None):
+    """A progress bar of ``total`` batches named ``desc``; None for no bar."""
+    if desc is None:
         return None
     from tqdm import tqdm
 
