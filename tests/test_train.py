@@ -186,6 +186,10 @@ def test_stop_after_stops_cleanly_and_resume_matches_uninterrupted(data, tmp_pat
     stopped = train(TrainConfig(out_dir=str(tmp_path / "stopped"), stop_after=1e-3, **run))
     assert stopped["stopped_early"] and stopped["epochs"] == 1 and not straight["stopped_early"]
     assert stopped["schedule_epochs"] == 3  # what compare_curves.py reads of a stopped run's history.json
+    # an export mid-run, by a command that names no --epochs, gives the run's schedule, not its own default
+    exported = train(TrainConfig(out_dir=str(tmp_path / "stopped"), export_only=True, **{**run, "export": True,
+                                                                                          "epochs": 10}))
+    assert exported["schedule_epochs"] == 3 and exported["stopped_early"] and exported["epochs"] == 1
     resumed = train(TrainConfig(out_dir=str(tmp_path / "stopped"), resume=True, stop_after=3600, **run))
     assert resumed["epochs"] == 3 and not resumed["stopped_early"]
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("straight", "stopped"))

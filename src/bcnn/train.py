@@ -411,10 +411,12 @@ def train(cfg: TrainConfig) -> dict:
         if state["ended"]:
             break
 
+    run_epochs = state.get("schedule_epochs", cfg.epochs)  # an --export-only's: the run's, not its own --epochs
     summary = {"arch": cfg.arch, "lr": cfg.lr, "schedule": cfg.schedule, "loss": cfg.loss,
-               # epochs done, and the schedule's length (they differ after a --stop-after)
-               "epochs": state["epoch"], "schedule_epochs": cfg.epochs, "best_acc": state["best_acc"],
-               "stopped_early": not (cfg.export_only or state["ended"]) and state["epoch"] < cfg.epochs,
+               # epochs done, and the schedule's length (they differ after a --stop-after, or mid-run)
+               "epochs": state["epoch"], "schedule_epochs": run_epochs, "best_acc": state["best_acc"],
+               # true too for an --export-only mid-run: its history.json goes stale as the run goes on
+               "stopped_early": run_epochs is not None and not state["ended"] and state["epoch"] < run_epochs,
                "history": state["history"], "out_dir": str(out)}
     if rank == 0 and cfg.snapshot:
         summary.update(export_snapshot(cfg, model, out, test_ds))
@@ -523,6 +525,8 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
             saved = torch.load(ckpt, weights_only=False, map_location="cpu")
             check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
             state = {**state, **saved["state"]}  # the defaults first: older checkpoints lack some
+        # the run's schedule for history.json, unknown without its checkpoint (never saved: an export writes none)
+        state["schedule_epochs"] = saved.get("config", {}).get("epochs", cfg.epochs) if ckpt.is_file() else None
     elif cfg.resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False, map_location=device)
         # a halving schedule does not depend on the run's length: such a run may be lengthened
