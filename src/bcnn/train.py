@@ -521,12 +521,13 @@ def _restore_state(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Op
         needed = ckpt if cfg.snapshot else out / "best.pt"
         if not needed.is_file():
             raise BcnnError(f"{out}: no {needed.name} to export; train first")
+        # the run's schedule for history.json, unknown without its checkpoint (never saved: an export writes none)
+        state["schedule_epochs"] = None
         if ckpt.is_file():
             saved = torch.load(ckpt, weights_only=False, map_location="cpu")
             check_same_run(saved.get("config", {}), cfg, ("arch", "model_options"), ckpt)
             state = {**state, **saved["state"]}  # the defaults first: older checkpoints lack some
-        # the run's schedule for history.json, unknown without its checkpoint (never saved: an export writes none)
-        state["schedule_epochs"] = saved.get("config", {}).get("epochs", cfg.epochs) if ckpt.is_file() else None
+            state["schedule_epochs"] = saved.get("config", {}).get("epochs", cfg.epochs)
     elif cfg.resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False, map_location=device)
         # a halving schedule does not depend on the run's length: such a run may be lengthened
